@@ -1,0 +1,51 @@
+"""linea_luigi: versioned artifacts for Luigi pipelines.
+
+Values are serialized with cloudpickle into any fsspec location; their metadata
+(versions, checksums, Luigi task identity, lineage) lives in one SQLAlchemy
+schema on SQLite or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from .artifact import Artifact, TaskInfo
+from .config import Settings, resolve_settings
+from .default import artifact_store, delete, get, load, save
+from .errors import (
+    ArtifactNotFoundError,
+    ArtifactStoreError,
+    ChecksumMismatchError,
+    ConfigError,
+    DatabaseError,
+    InvalidArgumentError,
+    SerializationError,
+    StorageError,
+    StoreMismatchError,
+)
+from .options import options
+from .store import ArtifactStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Artifact",
+    "ArtifactNotFoundError",
+    "ArtifactStore",
+    "ArtifactStoreError",
+    "ChecksumMismatchError",
+    "ConfigError",
+    "DatabaseError",
+    "InvalidArgumentError",
+    "SerializationError",
+    "Settings",
+    "StorageError",
+    "StoreMismatchError",
+    "TaskInfo",
+    "__version__",
+    "artifact_store",
+    "delete",
+    "get",
+    "load",
+    "options",
+    "resolve_settings",
+    "save",
+]

@@ -1,0 +1,49 @@
+"""``Artifact``: the small immutable record the public API hands out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .store import ArtifactStore
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """Luigi facts recorded with an artifact (filled in by the Luigi integration)."""
+
+    family: str
+    task_id: str
+    identity_key: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One version of a named artifact. ``load()`` reads its value back."""
+
+    name: str
+    version: int
+    created_at: datetime
+    uri: str
+    location: str
+    serializer: str
+    size_bytes: int
+    sha256: str
+    python_version: str
+    task_family: str | None = None
+    task_id: str | None = None
+    identity_key: str | None = None
+    params: Mapping[str, Any] | None = None
+    _store: ArtifactStore | None = field(default=None, repr=False, compare=False)
+
+    def load(self) -> Any:
+        """The value, verified against its sha256 before it is unpickled."""
+        if self._store is None:
+            from .errors import ArtifactStoreError
+
+            raise ArtifactStoreError(f"Artifact {self.name!r} v{self.version} has no store to load from.")
+        return self._store.load_artifact(self)

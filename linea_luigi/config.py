@@ -1,0 +1,179 @@
+"""Resolve where artifacts live: one frozen ``Settings`` for the whole package.
+
+Lookup order, first hit wins, key by key:
+
+1. ``linea_luigi.options.set(key, value)`` in this process;
+2. environment: ``LINEA_LUIGI_DATABASE_URL``, ``LINEA_LUIGI_ARTIFACT_STORAGE_DIR``
+   (storage_options deliberately have no variable: credentials come through the
+   provider's own mechanism, e.g. ``AWS_PROFILE``);
+3. luigi.cfg ``[artifact_store]`` keys ``db_connection``, ``artifact_storage_dir``,
+   ``storage_options`` (a JSON object), read through Luigi's own configuration,
+   so ``LUIGI_CONFIG_PATH``, ``${ENV}`` interpolation and command-line overrides
+   such as ``--artifact-store-db-connection`` work;
+4. luigi.cfg ``[task_history] db_connection`` (the database only), so artifacts
+   and Luigi's task history share one database;
+5. defaults: ``sqlite:///~/.linea_luigi/db.sqlite`` and ``~/.linea_luigi/artifacts``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from .errors import ConfigError
+from .options import options
+from .urls import mask_url, parse_db_url
+
+ENV_DATABASE_URL = "LINEA_LUIGI_DATABASE_URL"
+ENV_STORAGE_DIR = "LINEA_LUIGI_ARTIFACT_STORAGE_DIR"
+SECTION = "artifact_store"
+
+
+def default_home() -> Path:
+    """Folder of the embedded defaults (``~/.linea_luigi``)."""
+    return Path.home() / ".linea_luigi"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the metadata and the values live. Immutable; pass it down."""
+
+    database_url: URL
+    storage_dir: str
+    storage_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.storage_options, dict):
+            raise ConfigError(
+                "storage_options must be a dict of fsspec options, got "
+                f"{type(self.storage_options).__name__}."
+            )
+        if not str(self.storage_dir).strip():
+            raise ConfigError("artifact_storage_dir is empty: set a folder path or fsspec URL.")
+
+    @classmethod
+    def create(
+        cls,
+        database_url: str | URL,
+        storage_dir: str | os.PathLike[str],
+        storage_options: dict[str, Any] | None = None,
+    ) -> Settings:
+        """Build settings from raw values, normalising the URL."""
+        return cls(parse_db_url(database_url), os.fspath(storage_dir), dict(storage_options or {}))
+
+    def cache_key(self) -> tuple[str, str, str]:
+        """A hashable identity, including the (unprinted) password and options."""
+        return (
+            self.database_url.render_as_string(hide_password=False),
+            self.storage_dir,
+            json.dumps(self.storage_options, sort_keys=True, default=str),
+        )
+
+    def __repr__(self) -> str:
+        opts = sorted(self.storage_options)
+        return (
+            f"Settings(database_url={mask_url(self.database_url)!r}, "
+            f"storage_dir={self.storage_dir!r}, storage_options keys={opts})"
+        )
+
+
+def _luigi_get(section: str, key: str) -> str | None:
+    """Read one luigi.cfg key; ``[artifact_store]`` also honours command-line overrides."""
+    import luigi.configuration
+
+    if section == SECTION:
+        value = _artifact_store_config()[key]
+    else:
+        value = luigi.configuration.get_config().get(section, key, None)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _artifact_store_config() -> dict[str, Any]:
+    try:
+        inst = _config_class()()
+    except Exception as exc:  # luigi raises plain exceptions for bad interpolation
+        raise ConfigError(f"Cannot read luigi.cfg section [{SECTION}]: {exc}") from exc
+    return {
+        "db_connection": inst.db_connection,
+        "artifact_storage_dir": inst.artifact_storage_dir,
+        "storage_options": inst.storage_options,
+    }
+
+
+_CONFIG_CLASS: Any = None
+
+
+def _config_class() -> Any:
+    """The ``[artifact_store]`` luigi.Config class, defined on first use.
+
+    Defining it lazily keeps ``import linea_luigi`` from registering a Luigi
+    task family in programs that never read luigi.cfg.
+    """
+    global _CONFIG_CLASS
+    if _CONFIG_CLASS is None:
+        import luigi
+
+        class artifact_store(luigi.Config):  # noqa: N801 - the class name is the cfg section
+            """luigi.cfg section ``[artifact_store]`` of linea_luigi."""
+
+            db_connection = luigi.OptionalParameter(
+                default=None, description="SQLAlchemy URL of the artifact metadata database"
+            )
+            artifact_storage_dir = luigi.OptionalParameter(
+                default=None, description="Folder or fsspec URL where artifact values are stored"
+            )
+            storage_options = luigi.OptionalParameter(
+                default=None, description="JSON object of fsspec storage options"
+            )
+
+        _CONFIG_CLASS = artifact_store
+    return _CONFIG_CLASS
+
+
+def _parse_storage_options(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"[{SECTION}] storage_options is not valid JSON ({exc.msg} at position {exc.pos}); "
+            'write a JSON object such as {"anon": false, "client_kwargs": {"region_name": "eu-west-1"}}.'
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"[{SECTION}] storage_options must be a JSON object, got {type(value).__name__}."
+        )
+    return value
+
+
+def resolve_settings() -> Settings:
+    """Resolve the settings in effect now (see the module docstring for the order)."""
+    home = default_home()
+    db = (
+        options.get("database_url")
+        or os.environ.get(ENV_DATABASE_URL, "").strip()
+        or _luigi_get(SECTION, "db_connection")
+        or _luigi_get("task_history", "db_connection")
+    )
+    storage_dir = (
+        options.get("artifact_storage_dir")
+        or os.environ.get(ENV_STORAGE_DIR, "").strip()
+        or _luigi_get(SECTION, "artifact_storage_dir")
+    )
+    storage_options = options.get("storage_options")
+    if storage_options is None:
+        raw = _luigi_get(SECTION, "storage_options")
+        storage_options = _parse_storage_options(raw) if raw else {}
+    if not db:
+        home.mkdir(parents=True, exist_ok=True)
+        db = f"sqlite:///{home / 'db.sqlite'}"
+    if not storage_dir:
+        storage_dir = str(home / "artifacts")
+    return Settings.create(db, storage_dir, storage_options)

@@ -1,0 +1,1 @@
+"""Metadata database: schema, engines and transactions, version allocation."""

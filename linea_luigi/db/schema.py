@@ -1,0 +1,100 @@
+"""The metadata schema: one ``MetaData`` for the whole project.
+
+Tables carry the ``ll_`` prefix so they can share a database with Luigi's task
+history (``tasks``, ``task_events``, ``task_parameters``) and other applications.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA_VERSION = 1
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ArtifactRow(Base):
+    """One version of one named artifact; its value lives at ``location``."""
+
+    __tablename__ = "ll_artifacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    location: Mapped[str] = mapped_column(String(1024))
+    serializer: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    python_version: Mapped[str] = mapped_column(String(32))
+    task_family: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    task_id: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    identity_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+    __table_args__ = (
+        # serves "version N of name" and "latest version of name" as one index seek
+        UniqueConstraint("name", "version"),
+        # serves "does an artifact with this identity exist" (ArtifactTarget.exists)
+        Index("ix_ll_artifacts_identity", "identity_key", "name", "version"),
+        Index("ix_ll_artifacts_location", "location"),
+    )
+
+
+class LineageRow(Base):
+    """Edge: artifact ``child_id`` was made from artifact ``parent_id``."""
+
+    __tablename__ = "ll_lineage"
+
+    child_id: Mapped[int] = mapped_column(
+        ForeignKey("ll_artifacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    parent_id: Mapped[int] = mapped_column(
+        ForeignKey("ll_artifacts.id", ondelete="CASCADE"), primary_key=True
+    )
+
+    __table_args__ = (Index("ix_ll_lineage_parent", "parent_id", "child_id"),)
+
+
+class VersionCounterRow(Base):
+    """Next version per name; versions are never reused, even after deletion."""
+
+    __tablename__ = "ll_version_counters"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    next_version: Mapped[int] = mapped_column(Integer)
+
+
+class StoreInfoRow(Base):
+    """Facts about the store this database belongs to (storage root, schema version)."""
+
+    __tablename__ = "ll_store_info"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(2048))
+
+
+metadata = Base.metadata

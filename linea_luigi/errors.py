@@ -1,0 +1,56 @@
+"""The exception hierarchy of linea_luigi.
+
+Every error the package raises on purpose derives from one root, so callers can
+catch ``ArtifactStoreError`` and know they have seen everything::
+
+    ArtifactStoreError
+     ├── ConfigError                 bad or missing configuration
+     ├── InvalidArgumentError        bad name, version or value argument (also ValueError)
+     ├── ArtifactNotFoundError       no such name / version / identity (also LookupError)
+     ├── ChecksumMismatchError       stored bytes differ from what was saved
+     ├── StoreMismatchError          database belongs to another storage root
+     ├── SerializationError          the value could not be pickled or unpickled
+     ├── StorageError                the value storage (disk, S3) failed
+     └── DatabaseError               the metadata database failed or is unreachable
+
+Messages say what was asked, what was found and what to do; URLs in them are
+always shown with the password masked.
+"""
+
+from __future__ import annotations
+
+
+class ArtifactStoreError(Exception):
+    """Root of every error raised by linea_luigi."""
+
+
+class ConfigError(ArtifactStoreError):
+    """The configuration (luigi.cfg, environment, options) is invalid."""
+
+
+class InvalidArgumentError(ArtifactStoreError, ValueError):
+    """An argument (name, version, ...) is not of an accepted form."""
+
+
+class ArtifactNotFoundError(ArtifactStoreError, LookupError):
+    """The requested artifact, version or identity does not exist."""
+
+
+class ChecksumMismatchError(ArtifactStoreError):
+    """The stored bytes of a value do not match the sha256 recorded at save time."""
+
+
+class StoreMismatchError(ArtifactStoreError):
+    """The database records a different storage root than the one configured."""
+
+
+class SerializationError(ArtifactStoreError):
+    """A value could not be serialized or deserialized."""
+
+
+class StorageError(ArtifactStoreError):
+    """Reading, writing or deleting a value in the storage location failed."""
+
+
+class DatabaseError(ArtifactStoreError):
+    """The metadata database failed or could not be reached."""

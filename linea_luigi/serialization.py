@@ -1,0 +1,125 @@
+"""Serializers: how a value becomes bytes, named on every artifact row.
+
+The default, ``cloudpickle``, writes pickle protocol 5 with large buffers (numpy
+arrays, pandas blocks, ...) taken out of band and appended raw after the pickle
+stream, 64-byte aligned::
+
+    MAGIC | pickle stream | pad | buffer 0 | pad | buffer 1 | ... | footer
+
+    footer = (offset, length) * n  |  n  |  pickle length  |  END
+
+So saving never builds a serialized copy of the value in memory (buffers are
+written straight from the value's own memory), and loading reads the file once
+into one buffer that the restored arrays then use without a copy.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from typing import Any, BinaryIO, Protocol
+
+import cloudpickle
+
+from .errors import SerializationError
+
+MAGIC = b"LLPKL01\n"
+END = b"LLPKLEND"
+_ALIGN = 64
+_U64 = struct.Struct("<Q")
+_PAIR = struct.Struct("<QQ")
+_TAIL = struct.Struct("<QQ8s")
+
+
+class Serializer(Protocol):
+    """Turns values into a byte stream and back; ``name`` is stored per artifact."""
+
+    name: str
+
+    def dump(self, value: Any, out: BinaryIO) -> None: ...
+
+    def load(self, data: bytearray) -> Any: ...
+
+
+class _Counter:
+    """Pass-through writer that knows its position (fsspec files may not ``tell``)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.pos = 0
+
+    def write(self, data: Any) -> int:
+        n = self._out.write(data)
+        self.pos += len(memoryview(data).cast("B"))
+        return n if n is not None else 0
+
+    def pad_to(self, align: int) -> None:
+        gap = -self.pos % align
+        if gap:
+            self.write(b"\0" * gap)
+
+
+class CloudpickleSerializer:
+    """cloudpickle, protocol 5, out-of-band buffers (see the module docstring)."""
+
+    name = "cloudpickle"
+
+    def dump(self, value: Any, out: BinaryIO) -> None:
+        counter = _Counter(out)
+        counter.write(MAGIC)
+        buffers: list[pickle.PickleBuffer] = []
+        try:
+            # buffer_callback returning None puts the buffer out of band
+            cloudpickle.CloudPickler(counter, protocol=5, buffer_callback=buffers.append).dump(value)
+        except Exception as exc:
+            raise SerializationError(
+                f"Cannot serialize a value of type {type(value).__module__}."
+                f"{type(value).__qualname__} with cloudpickle: {exc}"
+            ) from exc
+        pickle_len = counter.pos - len(MAGIC)
+        table: list[tuple[int, int]] = []
+        for buf in buffers:
+            with buf.raw() as raw:
+                counter.pad_to(_ALIGN)
+                table.append((counter.pos, raw.nbytes))
+                counter.write(raw)
+        for entry in table:
+            counter.write(_PAIR.pack(*entry))
+        counter.write(_TAIL.pack(len(table), pickle_len, END))
+
+    def load(self, data: bytearray) -> Any:
+        view = memoryview(data)
+        if len(view) < len(MAGIC) + _TAIL.size or bytes(view[: len(MAGIC)]) != MAGIC:
+            raise SerializationError("The stored bytes are not a linea_luigi cloudpickle value.")
+        n, pickle_len, end = _TAIL.unpack_from(view, len(view) - _TAIL.size)
+        table_at = len(view) - _TAIL.size - n * _PAIR.size
+        if end != END or table_at < len(MAGIC) + pickle_len:
+            raise SerializationError("The stored value's footer is damaged.")
+        buffers = [
+            view[off : off + length]
+            for off, length in (_PAIR.unpack_from(view, table_at + i * _PAIR.size) for i in range(n))
+        ]
+        stream = view[len(MAGIC) : len(MAGIC) + pickle_len]
+        try:
+            return pickle.loads(stream, buffers=buffers)
+        except Exception as exc:
+            hint = (
+                f" Install the module {exc.name!r} in this environment."
+                if isinstance(exc, ModuleNotFoundError) and exc.name
+                else ""
+            )
+            raise SerializationError(f"Cannot unpickle the stored value: {exc}.{hint}") from exc
+
+
+SERIALIZERS: dict[str, Serializer] = {CloudpickleSerializer.name: CloudpickleSerializer()}
+DEFAULT_SERIALIZER = CloudpickleSerializer.name
+
+
+def get_serializer(name: str) -> Serializer:
+    try:
+        return SERIALIZERS[name]
+    except KeyError:
+        raise SerializationError(
+            f"Unknown serializer {name!r} recorded for this artifact; this linea_luigi knows "
+            f"{sorted(SERIALIZERS)}. Upgrade linea_luigi to read it."
+        ) from None

@@ -1,0 +1,150 @@
+"""Value storage on any fsspec filesystem: a URL plus ``storage_options``.
+
+Publishing is atomic on every backend: on filesystems with directories the
+value is written under a temporary sibling name and renamed into place; on
+object stores it is uploaded as one object (multipart uploads are only
+completed at the end and aborted on error), so a reader never sees half a value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
+
+import fsspec
+from fsspec.spec import AbstractFileSystem
+
+from ..errors import ConfigError, StorageError
+
+_RENAMING_PROTOCOLS = {"file", "local"}
+TMP_MARKER = ".tmp-"
+
+_filesystems: dict[tuple[int, str, str], tuple[AbstractFileSystem, str]] = {}
+_fs_lock = threading.Lock()
+
+
+def _resolve(root: str, storage_options: dict[str, Any]) -> tuple[AbstractFileSystem, str]:
+    """The filesystem and root path for this process (fsspec objects are per pid)."""
+    key = (os.getpid(), root, json.dumps(storage_options, sort_keys=True, default=str))
+    found = _filesystems.get(key)
+    if found is None:
+        with _fs_lock:
+            found = _filesystems.get(key)
+            if found is None:
+                try:
+                    fs, path = fsspec.core.url_to_fs(root, **storage_options)
+                except (ValueError, ImportError, TypeError) as exc:
+                    raise ConfigError(
+                        f"Cannot open artifact storage {root!r} with storage_options keys "
+                        f"{sorted(storage_options)}: {exc}. Check the URL's scheme and the options."
+                    ) from exc
+                found = (fs, str(path).rstrip("/") or "/")
+                _filesystems[key] = found
+    return found
+
+
+class ValueStorage:
+    """Open, read and delete values by location relative to a storage root."""
+
+    def __init__(self, root: str, storage_options: dict[str, Any] | None = None) -> None:
+        root = str(root)
+        if "://" not in root:
+            root = os.path.abspath(os.path.expanduser(root))
+        self._root = root
+        self._options = dict(storage_options or {})
+        fs, path = _resolve(self._root, self._options)  # reject bad URLs now, not at first save
+        self.root_uri = fs.unstrip_protocol(path)
+        self._renames = bool(_RENAMING_PROTOCOLS & set(_protocols(fs)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_root": self._root, "_options": self._options,
+                "root_uri": self.root_uri, "_renames": self._renames}
+
+    @property
+    def _fs(self) -> tuple[AbstractFileSystem, str]:
+        return _resolve(self._root, self._options)
+
+    def _path(self, location: str) -> str:
+        fs, root = self._fs
+        return f"{root}/{location}"
+
+    def uri(self, location: str) -> str:
+        """Full URL of a stored value (e.g. ``file:///…`` or ``s3://bucket/…``)."""
+        return f"{self.root_uri}/{location}"
+
+    @contextmanager
+    def open_write(self, location: str) -> Iterator[BinaryIO]:
+        """Write a value; it becomes visible at ``location`` only if the block succeeds."""
+        fs, _ = self._fs
+        final = self._path(location)
+        try:
+            if self._renames:
+                fs.makedirs(fs._parent(final), exist_ok=True)
+                temp = f"{final}{TMP_MARKER}{uuid.uuid4().hex}"
+                handle = fs.open(temp, "wb")
+            else:
+                temp = final
+                handle = fs.open(final, "wb", autocommit=False)
+        except OSError as exc:
+            raise StorageError(f"Cannot open {self.uri(location)} for writing: {exc}") from exc
+        try:
+            yield handle
+            handle.close()
+            if self._renames:
+                fs.mv(temp, final)
+            else:
+                handle.commit()
+        except BaseException:
+            self._abandon(fs, handle, temp)
+            raise
+
+    def _abandon(self, fs: AbstractFileSystem, handle: Any, temp: str) -> None:
+        """Throw away a partial write; never let it become visible."""
+        try:
+            if self._renames:
+                handle.close()
+                fs.rm_file(temp)
+            else:
+                handle.discard()
+                handle.closed = True
+        except Exception:  # noqa: BLE001 - best effort; an orphan temp is harmless
+            pass
+
+    @contextmanager
+    def open_read(self, location: str) -> Iterator[BinaryIO]:
+        fs, _ = self._fs
+        try:
+            handle = fs.open(self._path(location), "rb")
+        except FileNotFoundError as exc:
+            raise StorageError(
+                f"The stored value {self.uri(location)} is missing: the metadata row exists "
+                "but its value was removed outside linea_luigi. Delete this version and save again."
+            ) from exc
+        except OSError as exc:
+            raise StorageError(f"Cannot read {self.uri(location)}: {exc}") from exc
+        with handle:
+            yield handle
+
+    def exists(self, location: str) -> bool:
+        fs, _ = self._fs
+        return bool(fs.exists(self._path(location)))
+
+    def delete(self, location: str) -> None:
+        """Remove one value; a value already gone is not an error."""
+        fs, _ = self._fs
+        try:
+            fs.rm_file(self._path(location))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StorageError(f"Cannot delete {self.uri(location)}: {exc}") from exc
+
+
+def _protocols(fs: AbstractFileSystem) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
