@@ -45,5 +45,7 @@ class Artifact:
         if self._store is None:
             from .errors import ArtifactStoreError
 
-            raise ArtifactStoreError(f"Artifact {self.name!r} v{self.version} has no store to load from.")
+            raise ArtifactStoreError(
+                f"Artifact {self.name!r} v{self.version} has no store to load from."
+            )
         return self._store.load_artifact(self)

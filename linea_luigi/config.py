@@ -89,7 +89,7 @@ def _luigi_get(section: str, key: str) -> str | None:
     if section == SECTION:
         value = _artifact_store_config()[key]
     else:
-        value = luigi.configuration.get_config().get(section, key, None)
+        value = luigi.configuration.get_config().get(section, key, None)  # type: ignore[no-untyped-call]
     if value is None:
         return None
     text = str(value).strip()
@@ -121,7 +121,7 @@ def _config_class() -> Any:
     if _CONFIG_CLASS is None:
         import luigi
 
-        class artifact_store(luigi.Config):  # noqa: N801 - the class name is the cfg section
+        class artifact_store(luigi.Config):
             """luigi.cfg section ``[artifact_store]`` of linea_luigi."""
 
             db_connection = luigi.OptionalParameter(
@@ -144,7 +144,7 @@ def _parse_storage_options(text: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"[{SECTION}] storage_options is not valid JSON ({exc.msg} at position {exc.pos}); "
-            'write a JSON object such as {"anon": false, "client_kwargs": {"region_name": "eu-west-1"}}.'
+            'write a JSON object such as {"anon": false, "requester_pays": true}.'
         ) from None
     if not isinstance(value, dict):
         raise ConfigError(

@@ -22,7 +22,9 @@ def artifact_store() -> ArtifactStore:
         with _lock:
             store = _stores.setdefault(
                 key,
-                ArtifactStore(settings.database_url, settings.storage_dir, settings.storage_options),
+                ArtifactStore(
+                    settings.database_url, settings.storage_dir, settings.storage_options
+                ),
             )
     return store
 

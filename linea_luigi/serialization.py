@@ -70,7 +70,9 @@ class CloudpickleSerializer:
         buffers: list[pickle.PickleBuffer] = []
         try:
             # buffer_callback returning None puts the buffer out of band
-            cloudpickle.CloudPickler(counter, protocol=5, buffer_callback=buffers.append).dump(value)
+            cloudpickle.CloudPickler(counter, protocol=5, buffer_callback=buffers.append).dump(
+                value
+            )
         except Exception as exc:
             raise SerializationError(
                 f"Cannot serialize a value of type {type(value).__module__}."
@@ -97,7 +99,9 @@ class CloudpickleSerializer:
             raise SerializationError("The stored value's footer is damaged.")
         buffers = [
             view[off : off + length]
-            for off, length in (_PAIR.unpack_from(view, table_at + i * _PAIR.size) for i in range(n))
+            for off, length in (
+                _PAIR.unpack_from(view, table_at + i * _PAIR.size) for i in range(n)
+            )
         ]
         stream = view[len(MAGIC) : len(MAGIC) + pickle_len]
         try:

@@ -94,7 +94,7 @@ class ArtifactStore:
             _store=self,
         )
 
-    def _select(self, name: str, version: int | str, key: str | None) -> Select[tuple[ArtifactRow]]:
+    def _select(self, name: str, version: int | str, key: str | None) -> Select[Any]:
         q = select(ArtifactRow).where(ArtifactRow.name == name)
         if key is not None:
             q = q.where(ArtifactRow.identity_key == key)
@@ -102,10 +102,14 @@ class ArtifactStore:
             return q.order_by(ArtifactRow.version.desc()).limit(1)
         return q.where(ArtifactRow.version == version)
 
-    def _not_found(self, session: Session, name: str, version: int | str, key: str | None) -> ArtifactNotFoundError:
+    def _not_found(
+        self, session: Session, name: str, version: int | str, key: str | None
+    ) -> ArtifactNotFoundError:
         """Build a helpful error: which versions exist, or which names look alike."""
         versions = session.scalars(
-            select(ArtifactRow.version).where(ArtifactRow.name == name).order_by(ArtifactRow.version)
+            select(ArtifactRow.version)
+            .where(ArtifactRow.name == name)
+            .order_by(ArtifactRow.version)
         ).all()
         if not versions:
             names = session.scalars(select(ArtifactRow.name).distinct()).all()
@@ -189,13 +193,19 @@ class ArtifactStore:
         except BaseException:
             self._discard_value(location)
             raise
-        log.debug("saved %s v%d (%d bytes) at %s", name, artifact.version, artifact.size_bytes, artifact.uri)
+        log.debug(
+            "saved %s v%d (%d bytes) at %s",
+            name,
+            artifact.version,
+            artifact.size_bytes,
+            artifact.uri,
+        )
         return artifact
 
     def _discard_value(self, location: str) -> None:
         try:
             self._storage.delete(location)
-        except Exception:  # noqa: BLE001 - the row was not committed; an orphan is harmless
+        except Exception:
             log.warning("could not remove unpublished value %s", self._storage.uri(location))
 
     def delete(self, name: str, version: int | str) -> int:
@@ -211,7 +221,9 @@ class ArtifactStore:
             if spec == ALL:
                 q = select(ArtifactRow.id, ArtifactRow.location).where(ArtifactRow.name == name)
             else:
-                q = self._select(name, spec, None).with_only_columns(ArtifactRow.id, ArtifactRow.location)
+                q = self._select(name, spec, None).with_only_columns(
+                    ArtifactRow.id, ArtifactRow.location
+                )
             found = session.execute(q).tuples().all()
             if not found:
                 raise self._not_found(session, name, spec, None)
@@ -223,7 +235,9 @@ class ArtifactStore:
             session.execute(delete(ArtifactRow).where(ArtifactRow.id.in_(ids.scalar_subquery())))
             locations = sorted({loc for _, loc in found})
             still_used = set(
-                session.scalars(select(ArtifactRow.location).where(ArtifactRow.location.in_(locations)))
+                session.scalars(
+                    select(ArtifactRow.location).where(ArtifactRow.location.in_(locations))
+                )
             )
             return len(found), [loc for loc in locations if loc not in still_used]
 
@@ -231,14 +245,16 @@ class ArtifactStore:
         for location in orphans:
             try:
                 self._storage.delete(location)
-            except Exception as exc:  # noqa: BLE001 - rows are gone; the file is only an orphan now
+            except Exception as exc:
                 log.warning("deleted %r but could not remove its value: %s", name, exc)
         return int(count)
 
     # -- reading ------------------------------------------------------------------
 
-    def get(self, name: str, version: int | str | None = None, *, key: str | None = None) -> Artifact:
-        """The record of ``version`` of ``name`` (default: latest); ``key`` narrows to one identity."""
+    def get(
+        self, name: str, version: int | str | None = None, *, key: str | None = None
+    ) -> Artifact:
+        """The record of ``version`` of ``name`` (default latest); ``key`` picks one identity."""
         name = check_name(name)
         spec = parse_version(version)
 
@@ -251,7 +267,9 @@ class ArtifactStore:
         result: Artifact = self._tx(find, write=False, doing=f"reading artifact {name!r}")
         return result
 
-    def exists(self, name: str, version: int | str | None = None, *, key: str | None = None) -> bool:
+    def exists(
+        self, name: str, version: int | str | None = None, *, key: str | None = None
+    ) -> bool:
         """Whether such an artifact exists: one indexed query, no storage access."""
         name = check_name(name)
         spec = parse_version(version)
@@ -271,9 +289,9 @@ class ArtifactStore:
             raise ChecksumMismatchError(
                 f"Artifact {artifact.name!r} v{artifact.version} at {artifact.uri} is corrupt: "
                 f"expected {artifact.size_bytes} bytes with sha256 {artifact.sha256[:16]}…, found "
-                f"{'more than ' if actual > artifact.size_bytes else ''}{min(actual, artifact.size_bytes)} "
-                f"bytes with sha256 {digest[:16]}…. Nothing was unpickled. Restore the file from a "
-                "backup, or delete this version and rerun the task that made it."
+                f"{_describe_size(actual, artifact.size_bytes)} bytes with sha256 {digest[:16]}…. "
+                "Nothing was unpickled. Restore the file from a backup, or delete this version "
+                "and rerun the task that made it."
             )
         return get_serializer(artifact.serializer).load(data)
 
@@ -326,7 +344,7 @@ class ArtifactStore:
         )
         return self._rows(q, f"reading lineage of {name!r}")
 
-    def _rows(self, q: Select[tuple[ArtifactRow]], doing: str) -> ArtifactList:
+    def _rows(self, q: Select[Any], doing: str) -> ArtifactList:
         result: ArtifactList = self._tx(
             lambda s: [self._artifact(r) for r in s.scalars(q)], write=False, doing=doing
         )
@@ -350,3 +368,7 @@ def _safe_dirname(name: str) -> str:
 def _span(versions: Iterable[int]) -> str:
     vs = list(versions)
     return ", ".join(map(str, vs)) if len(vs) <= 10 else f"{vs[0]}…{vs[-1]} ({len(vs)} in all)"
+
+
+def _describe_size(actual: int, expected: int) -> str:
+    return f"more than {expected}" if actual > expected else str(actual)

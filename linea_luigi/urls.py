@@ -24,8 +24,10 @@ def parse_db_url(raw: str | URL) -> URL:
     else:
         text = str(raw).strip()
         if not text:
-            raise ConfigError("The database URL is empty: set it to a SQLAlchemy URL such as "
-                              "sqlite:////path/db.sqlite or postgresql://user@host/db.")
+            raise ConfigError(
+                "The database URL is empty: set it to a SQLAlchemy URL such as "
+                "sqlite:////path/db.sqlite or postgresql://user@host/db."
+            )
         try:
             url = make_url(text)
         except ArgumentError as exc:

@@ -29,8 +29,12 @@ def ensure_ready(url: URL, storage_root: str) -> None:
         return
     with _ready_lock:
         if key not in _ready:
-            transact(url, lambda s: _setup(s, url, storage_root), write=True,
-                     doing="preparing the artifact schema")
+            transact(
+                url,
+                lambda s: _setup(s, url, storage_root),
+                write=True,
+                doing="preparing the artifact schema",
+            )
             _ready.add(key)
 
 

@@ -19,10 +19,9 @@ def allocate_version(session: Session, name: str) -> int:
     """Reserve and return the next version of ``name`` (0 for a new name)."""
     dialect = session.get_bind().dialect.name
     if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
         stmt = (
             insert(VersionCounterRow)
             .values(name=name, next_version=1)
@@ -39,13 +38,17 @@ def allocate_version(session: Session, name: str) -> int:
 def _allocate_portable(session: Session, name: str) -> int:
     """Fallback for other databases: lock the counter row, then bump it."""
     current = session.execute(
-        select(VersionCounterRow.next_version).where(VersionCounterRow.name == name).with_for_update()
+        select(VersionCounterRow.next_version)
+        .where(VersionCounterRow.name == name)
+        .with_for_update()
     ).scalar_one_or_none()
     if current is None:
         session.add(VersionCounterRow(name=name, next_version=1))
         session.flush()
         return 0
     session.execute(
-        update(VersionCounterRow).where(VersionCounterRow.name == name).values(next_version=current + 1)
+        update(VersionCounterRow)
+        .where(VersionCounterRow.name == name)
+        .values(next_version=current + 1)
     )
     return int(current)

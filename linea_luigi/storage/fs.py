@@ -62,16 +62,19 @@ class ValueStorage:
         self._renames = bool(_RENAMING_PROTOCOLS & set(_protocols(fs)))
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"_root": self._root, "_options": self._options,
-                "root_uri": self.root_uri, "_renames": self._renames}
+        return {
+            "_root": self._root,
+            "_options": self._options,
+            "root_uri": self.root_uri,
+            "_renames": self._renames,
+        }
 
     @property
     def _fs(self) -> tuple[AbstractFileSystem, str]:
         return _resolve(self._root, self._options)
 
     def _path(self, location: str) -> str:
-        fs, root = self._fs
-        return f"{root}/{location}"
+        return f"{self._fs[1]}/{location}"
 
     def uri(self, location: str) -> str:
         """Full URL of a stored value (e.g. ``file:///…`` or ``s3://bucket/…``)."""
@@ -112,7 +115,7 @@ class ValueStorage:
             else:
                 handle.discard()
                 handle.closed = True
-        except Exception:  # noqa: BLE001 - best effort; an orphan temp is harmless
+        except Exception:
             pass
 
     @contextmanager
