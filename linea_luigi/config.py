@@ -48,11 +48,6 @@ class Settings:
     storage_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.storage_options, dict):
-            raise ConfigError(
-                "storage_options must be a dict of fsspec options, got "
-                f"{type(self.storage_options).__name__}."
-            )
         if not str(self.storage_dir).strip():
             raise ConfigError("artifact_storage_dir is empty: set a folder path or fsspec URL.")
 
@@ -64,6 +59,16 @@ class Settings:
         storage_options: dict[str, Any] | None = None,
     ) -> Settings:
         """Build settings from raw values, normalising the URL."""
+        if not isinstance(storage_dir, (str, os.PathLike)):
+            raise ConfigError(
+                "artifact_storage_dir must be a path or fsspec URL, got "
+                f"{type(storage_dir).__name__}."
+            )
+        if storage_options is not None and not isinstance(storage_options, dict):
+            raise ConfigError(
+                "storage_options must be a dict of fsspec options, got "
+                f"{type(storage_options).__name__}."
+            )
         return cls(parse_db_url(database_url), os.fspath(storage_dir), dict(storage_options or {}))
 
     def cache_key(self) -> tuple[str, str, str]:

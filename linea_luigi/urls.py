@@ -21,6 +21,11 @@ def parse_db_url(raw: str | URL) -> URL:
     """
     if isinstance(raw, URL):
         url = raw
+    elif not isinstance(raw, str):
+        raise ConfigError(
+            f"The database URL must be a string or sqlalchemy URL, got {type(raw).__name__}; "
+            "use ArtifactStore.from_config() to take it from the configuration."
+        )
     else:
         text = str(raw).strip()
         if not text:
@@ -30,7 +35,7 @@ def parse_db_url(raw: str | URL) -> URL:
             )
         try:
             url = make_url(text)
-        except ArgumentError as exc:
+        except (ArgumentError, ValueError) as exc:  # ValueError: e.g. a non-numeric port
             raise ConfigError(
                 f"Cannot parse database URL {mask_text(text)!r}: expected a SQLAlchemy URL such as "
                 "sqlite:////path/db.sqlite or postgresql://user:password@host:5432/db."
