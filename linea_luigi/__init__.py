@@ -21,6 +21,7 @@ from .errors import (
     StorageError,
     StoreMismatchError,
 )
+from .integration import ArtifactTarget, ArtifactTaskMixin
 from .options import options
 from .store import ArtifactStore
 
@@ -31,6 +32,8 @@ __all__ = [
     "ArtifactNotFoundError",
     "ArtifactStore",
     "ArtifactStoreError",
+    "ArtifactTarget",
+    "ArtifactTaskMixin",
     "ChecksumMismatchError",
     "ConfigError",
     "DatabaseError",

@@ -119,8 +119,10 @@ _CONFIG_CLASS: Any = None
 def _config_class() -> Any:
     """The ``[artifact_store]`` luigi.Config class, defined on first use.
 
-    Defining it lazily keeps ``import linea_luigi`` from registering a Luigi
-    task family in programs that never read luigi.cfg.
+    Defined lazily so that the store layer does not import Luigi; the Luigi
+    integration registers it at import (``register_luigi_config``), because
+    Luigi builds its command-line parser from the Config classes registered by
+    then, and ``--artifact-store-db-connection`` must parse.
     """
     global _CONFIG_CLASS
     if _CONFIG_CLASS is None:
@@ -182,3 +184,8 @@ def resolve_settings() -> Settings:
     if not storage_dir:
         storage_dir = str(home / "artifacts")
     return Settings.create(db, storage_dir, storage_options)
+
+
+def register_luigi_config() -> None:
+    """Register the ``[artifact_store]`` section with Luigi (idempotent)."""
+    _config_class()

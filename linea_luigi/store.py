@@ -77,6 +77,8 @@ class ArtifactStore:
         created = row.created_at
         if created.tzinfo is None:  # SQLite keeps no zone; we always write UTC
             created = created.replace(tzinfo=timezone.utc)
+        else:  # PostgreSQL answers in the session's time zone
+            created = created.astimezone(timezone.utc)
         return Artifact(
             name=row.name,
             version=row.version,
@@ -224,7 +226,7 @@ class ArtifactStore:
                 q = self._select(name, spec, None).with_only_columns(
                     ArtifactRow.id, ArtifactRow.location
                 )
-            found = session.execute(q).tuples().all()
+            found = [(row_id, loc) for row_id, loc in session.execute(q)]
             if not found:
                 raise self._not_found(session, name, spec, None)
             ids = select(ArtifactRow.id).where(ArtifactRow.name == name)

@@ -17,7 +17,8 @@ def parse_db_url(raw: str | URL) -> URL:
 
     SQLAlchemy dropped the ``postgres`` dialect name; Heroku-style URLs still
     use it, so it is rewritten to ``postgresql`` instead of failing with
-    ``NoSuchModuleError``.
+    ``NoSuchModuleError``. A PostgreSQL URL without a driver gets ``psycopg2``,
+    the driver we depend on (SQLAlchemy 2.1 would otherwise pick psycopg 3).
     """
     if isinstance(raw, URL):
         url = raw
@@ -41,8 +42,8 @@ def parse_db_url(raw: str | URL) -> URL:
                 "sqlite:////path/db.sqlite or postgresql://user:password@host:5432/db."
             ) from exc
     backend, _, driver = url.drivername.partition("+")
-    if backend == "postgres":
-        url = url.set(drivername="postgresql" + (f"+{driver}" if driver else ""))
+    if backend in ("postgres", "postgresql"):
+        url = url.set(drivername=f"postgresql+{driver or 'psycopg2'}")
     return url
 
 

@@ -20,7 +20,9 @@ from luigi.configuration.cfg_parser import LuigiConfigParser
 import linea_luigi as ll
 from linea_luigi.db.engine import dispose_all
 
-PG_ADMIN_URL = os.environ.get("LINEA_LUIGI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "LINEA_LUIGI_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -29,8 +31,9 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    for var in ("LINEA_LUIGI_DATABASE_URL", "LINEA_LUIGI_ARTIFACT_STORAGE_DIR", "LUIGI_CONFIG_PATH"):
+    for var in ("LINEA_LUIGI_DATABASE_URL", "LINEA_LUIGI_ARTIFACT_STORAGE_DIR"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("LUIGI_CONFIG_PATH", raising=False)
     empty_cfg = tmp_path / "empty-luigi.cfg"
     empty_cfg.write_text("")
     _point_luigi_at(monkeypatch, empty_cfg)
@@ -84,7 +87,7 @@ def _pg_reachable() -> str | None:
             pass
         engine.dispose()
         return None
-    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception as exc:  # any failure means "not reachable"
         return str(exc).splitlines()[0]
 
 

@@ -43,7 +43,7 @@ def _setup(session: Session, url: URL, storage_root: str) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SETUP_LOCK})
     metadata.create_all(conn)
-    info = dict(session.execute(select(StoreInfoRow.key, StoreInfoRow.value)).tuples().all())
+    info = {k: v for k, v in session.execute(select(StoreInfoRow.key, StoreInfoRow.value))}
     recorded_schema = int(info.get(SCHEMA_VERSION_KEY, SCHEMA_VERSION))
     if recorded_schema > SCHEMA_VERSION:
         raise StoreMismatchError(

@@ -1,0 +1,147 @@
+"""Task identity keys: when are two Luigi tasks the same computation?
+
+Luigi's ``task_id`` hashes each parameter's serialized string, so a
+``DictParameter`` given as ``{"a": 1, "b": 2}`` and as ``{"b": 2, "a": 1}``
+makes two task ids (luigi #2324), and it knows nothing of code versions or of
+changes upstream. The identity key is the sha256 of canonical JSON (sorted
+keys, no whitespace) of::
+
+    {"v": 1,                                  # recipe version
+     "family": "<namespace>.<Class>",
+     "params": {name: value, ...},
+     "code_version": "<artifact_code_version>" | null,
+     "requires": <requires() with every task replaced by its identity key>}
+
+* ``params`` are the parameters that make Luigi's own ``task_id``: significant
+  and ``ParameterVisibility.PUBLIC`` (hidden and private parameters do not
+  identify a task to Luigi either, and a hash of a secret must not be stored).
+  Each value is its ``Parameter.serialize()`` string, except that dict and list
+  parameters become the JSON structure itself, so key order stops mattering.
+* ``requires`` keeps the shape of ``requires()``: dict keys are sorted by the
+  canonical JSON, lists keep their order (it is the order ``load_input``
+  returns), sets are sorted. Upstream keys are computed with the same recipe,
+  recursively, so a change anywhere upstream re-keys everything downstream.
+  Plain Luigi tasks get a key by the same recipe (without a code version unless
+  they define ``artifact_code_version``).
+
+Nothing here depends on the process: no ``id()``, no ``hash()`` of strings
+(``PYTHONHASHSEED`` differs between processes), no memory addresses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import luigi
+from luigi.parameter import DictParameter, ListParameter
+
+from ..errors import InvalidArgumentError
+
+#: bump when the recipe changes: every key changes with it
+RECIPE_VERSION = 1
+
+#: a ``luigi.Task``; Luigi's methods are untyped, so it is handled as Any
+Task = Any
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON text: sorted keys, no whitespace, ASCII only."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def task_params(task: Task) -> dict[str, Any]:
+    """The significant, public parameters of ``task`` as canonical JSON values.
+
+    These both identify the task and are recorded with its artifacts; hidden,
+    private and ``significant=False`` parameters are left out.
+    """
+    declared = dict(task.get_params())
+    result: dict[str, Any] = {}
+    for name, text in task.to_str_params(only_significant=True, only_public=True).items():
+        param = declared[name]
+        if isinstance(param, (DictParameter, ListParameter)):
+            try:
+                result[name] = json.loads(text)
+            except (TypeError, ValueError) as exc:
+                raise InvalidArgumentError(
+                    f"Parameter {name!r} of {task.get_task_family()} serialized to {text!r}, which "
+                    f"is not JSON ({exc}); dict and list parameters must hold JSON values."
+                ) from None
+        else:
+            result[name] = text
+    return result
+
+
+def code_version(task: Task) -> str | None:
+    """``artifact_code_version`` as text (ints allowed), or None when unset."""
+    value = getattr(task, "artifact_code_version", None)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidArgumentError(
+            f"{task.get_task_family()}.artifact_code_version must be a str or int, got "
+            f"{type(value).__name__} {value!r}."
+        )
+    return str(value)
+
+
+def identity_key(task: Task) -> str:
+    """The identity key (64 hex digits) of ``task``; see the module docstring."""
+    return _Keyer().key(task)
+
+
+class _Keyer:
+    """One computation: memoises each task so diamonds are hashed once."""
+
+    def __init__(self) -> None:
+        self._done: dict[int, tuple[Task, str]] = {}
+        self._active: list[Task] = []
+
+    def key(self, task: Task) -> str:
+        found = self._done.get(id(task))  # id() only within this call, never in the key
+        if found is not None:
+            return found[1]
+        if any(t is task for t in self._active):
+            chain = " -> ".join(t.get_task_family() for t in [*self._active, task])
+            raise InvalidArgumentError(f"requires() forms a cycle: {chain}. Break the cycle.")
+        self._active.append(task)
+        try:
+            payload = {
+                "v": RECIPE_VERSION,
+                "family": task.get_task_family(),
+                "params": task_params(task),
+                "code_version": code_version(task),
+                "requires": self._deps(task, task.requires()),
+            }
+        finally:
+            self._active.pop()
+        digest = hashlib.sha256(canonical_json(payload).encode("ascii")).hexdigest()
+        self._done[id(task)] = (task, digest)  # holding task keeps its id() unique
+        return digest
+
+    def _deps(self, owner: Task, struct: Any) -> Any:
+        if isinstance(struct, luigi.Task):
+            return self.key(struct)
+        if struct is None:
+            return None
+        if isinstance(struct, Mapping):
+            return {str(k): self._deps(owner, v) for k, v in struct.items()}
+        if isinstance(struct, (set, frozenset)):
+            return sorted((self._deps(owner, v) for v in struct), key=canonical_json)
+        if isinstance(struct, (str, bytes)):
+            raise _bad_requires(owner, struct)
+        try:
+            items = iter(struct)
+        except TypeError:
+            raise _bad_requires(owner, struct) from None
+        return [self._deps(owner, v) for v in items]
+
+
+def _bad_requires(owner: Task, struct: Any) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"requires() of {owner.get_task_family()} returned {struct!r}; expected a task, or "
+        "tasks in a list, tuple, set or dict."
+    )

@@ -1,0 +1,288 @@
+"""``ArtifactTaskMixin``: make a Luigi task's output a versioned artifact.
+
+::
+
+    class Train(ll.ArtifactTaskMixin, luigi.Task):
+        seed = luigi.IntParameter()
+        artifact_code_version = "2"          # bump when run() changes meaning
+
+        def requires(self):
+            return Features(seed=self.seed)
+
+        def run(self):
+            self.save(fit(self.load_input()))
+
+The task is complete iff an artifact with its identity key exists (see
+``identity``), so a second run skips it and a change of parameters, code
+version or anything upstream makes it run again, saving the next version.
+
+**Several named values** (d6tflow #26): declare ``artifact_outputs``::
+
+    class Fit(ll.ArtifactTaskMixin, luigi.Task):
+        artifact_outputs = ("model", "metrics")
+
+        def run(self):
+            self.save({"model": m, "metrics": x})   # or self.save(m, "model") ...
+
+``output()`` is then ``{"model": target, "metrics": target}`` for artifacts
+named ``"Fit.model"`` and ``"Fit.metrics"``; the task is complete when all of
+them exist; ``load_output()`` and a dependant's ``load_input()`` give a dict of
+values.
+
+**Store**: ``artifact_store()`` returns the configured default store; override
+it (or set a class attribute ``artifact_store = ll.ArtifactStore(...)``) to
+send one task's artifacts elsewhere. Lineage is only recorded between
+artifacts of the same database.
+
+Dynamic dependencies (tasks yielded from ``run()``) are not part of the
+identity key or the lineage: Luigi only knows them while the task runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar, cast
+
+import luigi
+from luigi.task import flatten as _luigi_flatten
+
+from ..artifact import Artifact, TaskInfo
+from ..errors import InvalidArgumentError
+from ..store import ArtifactStore
+from ..versions import check_name
+from .identity import identity_key, task_params
+from .target import ArtifactTarget
+
+log = logging.getLogger(__name__)
+
+#: ``luigi.task.flatten`` (untyped): any structure of targets or tasks -> flat list
+flatten: Any = _luigi_flatten
+
+
+class ArtifactTaskMixin:
+    """Mix into a ``luigi.Task`` (before it) to store its output as versioned artifacts.
+
+    Class attributes: ``artifact_name`` (default: the task family, with
+    namespace), ``artifact_code_version`` (part of the identity key; bump it
+    when ``run()`` changes what it computes), ``artifact_outputs`` (names of
+    several outputs; empty for one output). The mixin keeps no state on the
+    task: identity and store are derived on each call, so tasks pickle and fork
+    safely and never see a stale key.
+    """
+
+    artifact_name: ClassVar[str | None] = None
+    artifact_code_version: ClassVar[str | int | None] = None
+    artifact_outputs: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse ``class T(luigi.Task, ArtifactTaskMixin)``: Luigi's methods would win.
+
+        With that base order ``output()`` is Luigi's empty default and the task
+        silently never completes; failing at class definition says why.
+        """
+        super().__init_subclass__(**kwargs)
+        for attr in ("output", "complete"):
+            owner = next(k for k in cls.__mro__ if attr in vars(k))
+            if owner is luigi.Task:
+                raise InvalidArgumentError(
+                    f"{cls.__name__} lists luigi.Task before ll.ArtifactTaskMixin, so Luigi's "
+                    f"{attr}() hides the mixin's; declare class {cls.__name__}"
+                    "(ll.ArtifactTaskMixin, luigi.Task)."
+                )
+
+    # -- identity and store -------------------------------------------------------
+
+    def artifact_store(self) -> ArtifactStore:
+        """The store this task's artifacts go to; override to choose one per task."""
+        from ..default import artifact_store
+
+        return artifact_store()
+
+    def artifact_identity_key(self) -> str:
+        """This task's identity key (64 hex digits, stable across processes)."""
+        return identity_key(self._ll_task)
+
+    def artifact_task_info(self) -> TaskInfo:
+        """The Luigi facts recorded with each artifact this task saves."""
+        task = self._ll_task
+        return TaskInfo(
+            family=task.get_task_family(),
+            task_id=task.task_id,
+            identity_key=self.artifact_identity_key(),
+            params=task_params(task),
+        )
+
+    @property
+    def _ll_task(self) -> Any:
+        if not isinstance(self, luigi.Task):
+            raise InvalidArgumentError(
+                f"{type(self).__name__} uses ArtifactTaskMixin without luigi.Task: declare it "
+                f"as class {type(self).__name__}(ll.ArtifactTaskMixin, luigi.Task)."
+            )
+        return self
+
+    def _ll_store(self) -> ArtifactStore:
+        chosen: Any = self.artifact_store
+        store = chosen() if callable(chosen) else chosen
+        if not isinstance(store, ArtifactStore):
+            raise InvalidArgumentError(
+                f"{type(self).__name__}.artifact_store must be an ll.ArtifactStore or a method "
+                f"returning one, got {type(store).__name__}."
+            )
+        return store
+
+    def _ll_base_name(self) -> str:
+        name = self.artifact_name or self._ll_task.get_task_family()
+        return check_name(name)
+
+    def _ll_output_names(self) -> tuple[str, ...]:
+        outputs = self.artifact_outputs
+        if isinstance(outputs, str) or not all(isinstance(o, str) and o for o in outputs):
+            raise InvalidArgumentError(
+                f"{type(self).__name__}.artifact_outputs must be a tuple of non-empty names such "
+                f'as ("model", "metrics"), got {outputs!r}.'
+            )
+        if len(set(outputs)) != len(outputs):
+            raise InvalidArgumentError(
+                f"{type(self).__name__}.artifact_outputs has duplicate names: {outputs!r}."
+            )
+        return tuple(outputs)
+
+    # -- luigi protocol -----------------------------------------------------------
+
+    def output(self) -> ArtifactTarget | dict[str, ArtifactTarget]:
+        """The target for this identity, or ``{output: target}`` with ``artifact_outputs``."""
+        key = self.artifact_identity_key()
+        store = self._ll_store()
+        base = self._ll_base_name()
+        outputs = self._ll_output_names()
+        if not outputs:
+            return ArtifactTarget(base, key=key, store=store)
+        return {o: ArtifactTarget(f"{base}.{o}", key=key, store=store) for o in outputs}
+
+    def complete(self) -> bool:
+        """True iff every output has an artifact with this task's identity key."""
+        return all(t.exists() for t in flatten(self.output()))
+
+    # -- in run() -----------------------------------------------------------------
+
+    def save(self, value: Any, output: str | None = None) -> Artifact | dict[str, Artifact]:
+        """Save this task's result as the next version for its identity.
+
+        One output: ``save(value)`` returns the ``Artifact``. With
+        ``artifact_outputs``: ``save(value, "metrics")`` saves one output and
+        returns its ``Artifact``; ``save({"model": m, "metrics": x})`` saves each
+        given output and returns ``{output: Artifact}``. Each records this task
+        and, as lineage, the artifacts its requirements currently resolve to.
+        """
+        targets = self.output()
+        if isinstance(targets, ArtifactTarget):
+            if output is not None:
+                raise InvalidArgumentError(
+                    f"{type(self).__name__} has a single output, so save(value) takes no output "
+                    f"name (got {output!r}); declare artifact_outputs for several outputs."
+                )
+            return self._ll_save_all({None: (targets, value)})[None]
+        if output is not None:
+            if output not in targets:
+                raise InvalidArgumentError(
+                    f"{type(self).__name__} has no output {output!r}; its artifact_outputs are "
+                    f"{tuple(targets)}."
+                )
+            return self._ll_save_all({output: (targets[output], value)})[output]
+        if not isinstance(value, Mapping):
+            raise InvalidArgumentError(
+                f"{type(self).__name__} declares outputs {tuple(targets)}: call "
+                f"self.save(value, {next(iter(targets))!r}) or self.save({{name: value, ...}})."
+            )
+        unknown = [k for k in value if k not in targets]
+        if unknown or not value:
+            raise InvalidArgumentError(
+                f"{type(self).__name__}.save() got outputs {list(value)}; expected one or more of "
+                f"{tuple(targets)}."
+            )
+        saved = self._ll_save_all({k: (targets[k], v) for k, v in value.items()})
+        return {str(k): a for k, a in saved.items()}
+
+    def _ll_save_all(
+        self, items: Mapping[str | None, tuple[ArtifactTarget, Any]]
+    ) -> dict[str | None, Artifact]:
+        info = self.artifact_task_info()
+        upstream = self._ll_upstream()
+        return {k: t.save(value, task=info, upstream=upstream) for k, (t, value) in items.items()}
+
+    def _ll_upstream(self) -> list[Artifact]:
+        """The lineage parents: the exact versions ``load_input()`` read.
+
+        A requirement that was not loaded counts with the version it resolves
+        to now. Parents in another database are skipped: lineage rows refer to
+        ids in one database.
+        """
+        own_db = self._ll_store().settings.database_url
+        loaded: dict[_TargetId, Artifact] = self.__dict__.get(_LOADED, {})
+        found: dict[tuple[str, int], Artifact] = {}
+        for target in flatten(self._ll_task.input()):
+            if not isinstance(target, ArtifactTarget):
+                continue
+            if target.store.settings.database_url != own_db:
+                log.warning(
+                    "%s: not recording lineage to %r, which lives in another database",
+                    self._ll_task.task_id,
+                    target,
+                )
+                continue
+            artifact = loaded.get(_target_id(target)) or target.get()
+            found.setdefault((artifact.name, artifact.version), artifact)
+        return [found[k] for k in sorted(found)]
+
+    def load_input(self) -> Any:
+        """The values of ``requires()``, in its shape.
+
+        A task gives its value (a dict of values if it has several outputs), a
+        list or tuple of tasks a list, a dict of tasks a dict. Outputs that are
+        not ``ArtifactTarget`` (e.g. ``luigi.LocalTarget``) are passed through
+        unchanged, as ``self.input()`` would give them.
+        """
+        # remember what was read, so save() records these versions as lineage
+        # even if an upstream task saves a newer one meanwhile
+        loaded: dict[_TargetId, Artifact] = self.__dict__.setdefault(_LOADED, {})
+        return _values_of_requires(self._ll_task.requires(), loaded)
+
+    def load_output(self) -> Any:
+        """This task's latest value for its identity (a dict with ``artifact_outputs``)."""
+        return _values_of_targets(self.output(), {})
+
+
+#: instance attribute holding {target identity: Artifact} read by load_input()
+_LOADED = "_ll_loaded_inputs"
+_TargetId = tuple[str, "str | None", "int | None"]
+
+
+def _target_id(target: ArtifactTarget) -> _TargetId:
+    return (target.name, target.key, target.version)
+
+
+def _values_of_requires(struct: Any, loaded: dict[_TargetId, Artifact]) -> Any:
+    if isinstance(struct, luigi.Task):
+        task: Any = struct
+        return _values_of_targets(task.output(), loaded)
+    if struct is None:
+        return None
+    if isinstance(struct, Mapping):
+        return {k: _values_of_requires(v, loaded) for k, v in struct.items()}
+    if isinstance(struct, (str, bytes)):
+        raise InvalidArgumentError(f"requires() returned {struct!r}; expected tasks.")
+    return [_values_of_requires(v, loaded) for v in cast("Any", struct)]
+
+
+def _values_of_targets(struct: Any, loaded: dict[_TargetId, Artifact]) -> Any:
+    if isinstance(struct, ArtifactTarget):
+        artifact = struct.get()
+        loaded[_target_id(struct)] = artifact
+        return artifact.load()
+    if isinstance(struct, Mapping):
+        return {k: _values_of_targets(v, loaded) for k, v in struct.items()}
+    if isinstance(struct, (list, tuple)):
+        return [_values_of_targets(v, loaded) for v in struct]
+    return struct
