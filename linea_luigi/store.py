@@ -326,39 +326,43 @@ class ArtifactStore:
 
     def upstream(self, name: str, version: int | str | None = LATEST) -> ArtifactList:
         """The exact artifact versions ``name`` v``version`` was made from."""
-        child = self.get(name, version)
-        q = (
-            select(ArtifactRow)
-            .join(LineageRow, LineageRow.parent_id == ArtifactRow.id)
-            .where(LineageRow.child_id == _id_of(child))
-            .order_by(ArtifactRow.name, ArtifactRow.version)
-        )
-        return self._rows(q, f"reading lineage of {name!r}")
+        return self._lineage(name, version, upstream=True)
 
     def downstream(self, name: str, version: int | str | None = LATEST) -> ArtifactList:
         """The artifact versions made from ``name`` v``version``."""
-        parent = self.get(name, version)
-        q = (
-            select(ArtifactRow)
-            .join(LineageRow, LineageRow.child_id == ArtifactRow.id)
-            .where(LineageRow.parent_id == _id_of(parent))
-            .order_by(ArtifactRow.name, ArtifactRow.version)
+        return self._lineage(name, version, upstream=False)
+
+    def _lineage(self, name: str, version: int | str | None, *, upstream: bool) -> ArtifactList:
+        name = check_name(name)
+        spec = parse_version(version)
+        # upstream: we are the child and want the parents; downstream the reverse
+        ours, theirs = (
+            (LineageRow.child_id, LineageRow.parent_id)
+            if upstream
+            else (LineageRow.parent_id, LineageRow.child_id)
         )
-        return self._rows(q, f"reading lineage of {name!r}")
+
+        def related(session: Session) -> ArtifactList:
+            own = self._select(name, spec, None).with_only_columns(ArtifactRow.id)
+            own_id = session.scalar(own)
+            if own_id is None:
+                raise self._not_found(session, name, spec, None)
+            q = (
+                select(ArtifactRow)
+                .join(LineageRow, theirs == ArtifactRow.id)
+                .where(ours == own_id)
+                .order_by(ArtifactRow.name, ArtifactRow.version)
+            )
+            return [self._artifact(r) for r in session.scalars(q)]
+
+        result: ArtifactList = self._tx(related, write=False, doing=f"reading lineage of {name!r}")
+        return result
 
     def _rows(self, q: Select[Any], doing: str) -> ArtifactList:
         result: ArtifactList = self._tx(
             lambda s: [self._artifact(r) for r in s.scalars(q)], write=False, doing=doing
         )
         return result
-
-
-def _id_of(artifact: Artifact) -> Any:
-    return (
-        select(ArtifactRow.id)
-        .where(ArtifactRow.name == artifact.name, ArtifactRow.version == artifact.version)
-        .scalar_subquery()
-    )
 
 
 def _safe_dirname(name: str) -> str:
