@@ -9,6 +9,7 @@ and rows are deleted *before* their values. The store never imports Luigi.
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import platform
 import re
@@ -17,12 +18,12 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from .artifact import Artifact, TaskInfo
 from .config import Settings, resolve_settings
-from .db.engine import transact
+from .db.engine import scalar, transact
 from .db.schema import ArtifactRow, LineageRow
 from .db.setup import ensure_ready
 from .db.versions import allocate_version
@@ -72,6 +73,11 @@ class ArtifactStore:
         url = self.settings.database_url
         ensure_ready(url, self._storage.root_uri)
         return transact(url, work, write=write, doing=doing)
+
+    def _scalar(self, statement: Select[Any], doing: str, **params: Any) -> Any:
+        url = self.settings.database_url
+        ensure_ready(url, self._storage.root_uri)
+        return scalar(url, statement, params, doing=doing)
 
     def _artifact(self, row: ArtifactRow) -> Artifact:
         created = row.created_at
@@ -275,8 +281,13 @@ class ArtifactStore:
         """Whether such an artifact exists: one indexed query, no storage access."""
         name = check_name(name)
         spec = parse_version(version)
-        q = self._select(name, spec, key).with_only_columns(ArtifactRow.id).limit(1)
-        found = self._tx(lambda s: s.scalar(q), write=False, doing=f"checking artifact {name!r}")
+        found = self._scalar(
+            _probe(spec == LATEST, key is not None),
+            f"checking artifact {name!r}",
+            name=name,
+            version=spec,
+            key=key,
+        )
         return found is not None
 
     def load(self, name: str, version: int | str | None = LATEST, *, key: str | None = None) -> Any:
@@ -320,8 +331,7 @@ class ArtifactStore:
     def latest_version(self, name: str) -> int:
         """The highest existing version of ``name``, or -1 when it has none."""
         name = check_name(name)
-        q = select(func.max(ArtifactRow.version)).where(ArtifactRow.name == name)
-        found = self._tx(lambda s: s.scalar(q), write=False, doing=f"reading artifact {name!r}")
+        found = self._scalar(_LATEST_VERSION, f"reading artifact {name!r}", name=name)
         return -1 if found is None else int(found)
 
     def upstream(self, name: str, version: int | str | None = LATEST) -> ArtifactList:
@@ -363,6 +373,20 @@ class ArtifactStore:
             lambda s: [self._artifact(r) for r in s.scalars(q)], write=False, doing=doing
         )
         return result
+
+
+_LATEST_VERSION = select(func.max(ArtifactRow.version)).where(ArtifactRow.name == bindparam("name"))
+
+
+@functools.cache
+def _probe(latest: bool, keyed: bool) -> Select[Any]:
+    """Prebuilt existence queries (bound parameters name, version, key), one per shape."""
+    q = select(ArtifactRow.id).where(ArtifactRow.name == bindparam("name"))
+    if keyed:
+        q = q.where(ArtifactRow.identity_key == bindparam("key"))
+    if not latest:
+        q = q.where(ArtifactRow.version == bindparam("version"))
+    return q.limit(1)
 
 
 def _safe_dirname(name: str) -> str:

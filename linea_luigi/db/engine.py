@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Executable
 
 from ..errors import DatabaseError
 from ..urls import mask_url
@@ -143,6 +144,19 @@ def transact(url: URL, work: Callable[[Session], T], *, write: bool, doing: str)
             except exc.SQLAlchemyError as err:
                 session.rollback()
                 raise translate(err, url, doing) from err
+
+
+def scalar(url: URL, statement: Executable, params: dict[str, Any], *, doing: str) -> Any:
+    """Run one read-only statement on a pooled connection and return its first value.
+
+    The hot path (``ArtifactTarget.exists()`` for every task Luigi schedules):
+    no ORM session, no retry, errors translated like ``transact``.
+    """
+    try:
+        with get_engine(url).connect() as conn:
+            return conn.execute(statement, params).scalar()
+    except exc.SQLAlchemyError as err:
+        raise translate(err, url, doing) from err
 
 
 def dispose_all() -> None:
