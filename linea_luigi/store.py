@@ -213,7 +213,7 @@ class ArtifactStore:
     def _discard_value(self, location: str) -> None:
         try:
             self._storage.delete(location)
-        except Exception:
+        except Exception:  # the row was never committed, so this is only an orphan
             log.warning("could not remove unpublished value %s", self._storage.uri(location))
 
     def delete(self, name: str, version: int | str) -> int:
@@ -253,7 +253,7 @@ class ArtifactStore:
         for location in orphans:
             try:
                 self._storage.delete(location)
-            except Exception as exc:
+            except Exception as exc:  # the rows are gone; the file is only an orphan now
                 log.warning("deleted %r but could not remove its value: %s", name, exc)
         return int(count)
 

@@ -55,10 +55,6 @@ def _create_engine(url: URL) -> Engine:
     try:
         if is_sqlite(url):
             return _create_sqlite_engine(url)
-        if url.drivername == "postgresql":
-            # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; our dependency
-            # is psycopg2-binary, so name its driver unless the URL names one.
-            url = url.set(drivername="postgresql+psycopg2")
         return create_engine(url, pool_pre_ping=True, future=True)
     except (exc.NoSuchModuleError, ImportError) as err:
         raise DatabaseError(

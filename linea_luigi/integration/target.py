@@ -75,8 +75,7 @@ class ArtifactTarget(luigi.Target):
 
     def load(self) -> Any:
         """The selected artifact's value, checksum-verified before unpickling."""
-        store = self.store
-        return store.load_artifact(store.get(self.name, self._spec(), key=self.key))
+        return self.store.load(self.name, self._spec(), key=self.key)
 
     def save(
         self,

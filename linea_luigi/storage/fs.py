@@ -115,7 +115,7 @@ class ValueStorage:
             else:
                 handle.discard()
                 handle.closed = True
-        except Exception:
+        except Exception:  # best effort: an orphaned temp file is harmless
             pass
 
     @contextmanager
