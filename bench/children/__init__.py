@@ -1,0 +1,1 @@
+"""Code that runs inside measurement children (``python -m bench.worker``)."""

@@ -1,0 +1,19 @@
+"""The workloads, by the name ``--only`` takes; each returns its table sections."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..harness import Context, Section
+from . import array, concurrent, dag, lookup, s3, small
+
+Workload = Callable[[Context], list[Section]]
+
+WORKLOADS: dict[str, Workload] = {
+    "dag": dag.run,
+    "array": array.run,
+    "lookup": lookup.run,
+    "concurrent": concurrent.run,
+    "small": small.run,
+    "s3": s3.run,
+}
