@@ -42,7 +42,8 @@ def run(ctx: Context) -> list[Section]:
                 warm,
                 target="≤ 2x plain",
                 check=at_most(LINEA, PLAIN, 2.0),
-                notes="new task instances, all complete",
+                notes="new task instances, all complete; Luigi asks only the final task, and a "
+                "peer keyed by its requirements hashes all of them",
             ),
             Section(
                 "dag",
