@@ -22,7 +22,9 @@ from .errors import (
     StoreMismatchError,
 )
 from .integration import ArtifactTarget, ArtifactTaskMixin
+from .integration.history import DbTaskHistory
 from .options import options
+from .runs import TaskRun
 from .store import ArtifactStore
 
 __version__ = "0.1.0"
@@ -37,12 +39,14 @@ __all__ = [
     "ChecksumMismatchError",
     "ConfigError",
     "DatabaseError",
+    "DbTaskHistory",
     "InvalidArgumentError",
     "SerializationError",
     "Settings",
     "StorageError",
     "StoreMismatchError",
     "TaskInfo",
+    "TaskRun",
     "__version__",
     "artifact_store",
     "delete",
