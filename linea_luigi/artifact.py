@@ -32,7 +32,8 @@ class Artifact:
     location: str
     serializer: str
     size_bytes: int
-    sha256: str
+    #: ``"<algorithm>:<hex>"`` (``"blake3:…"`` by default, ``"sha256:…"`` on request)
+    digest: str
     python_version: str
     task_family: str | None = None
     task_id: str | None = None
@@ -41,7 +42,7 @@ class Artifact:
     _store: ArtifactStore | None = field(default=None, repr=False, compare=False)
 
     def load(self) -> Any:
-        """The value, verified against its sha256 before it is unpickled."""
+        """The value, verified against its digest before it is unpickled."""
         if self._store is None:
             from .errors import ArtifactStoreError
 

@@ -7,18 +7,28 @@ Lookup order, first hit wins, key by key:
    (storage_options deliberately have no variable: credentials come through the
    provider's own mechanism, e.g. ``AWS_PROFILE``);
 3. luigi.cfg ``[artifact_store]`` keys ``db_connection``, ``artifact_storage_dir``,
-   ``storage_options`` (a JSON object), read through Luigi's own configuration,
+   ``storage_options`` (a JSON object), ``checksum`` (``blake3``, the default, or
+   ``sha256``), read through Luigi's own configuration,
    so ``LUIGI_CONFIG_PATH``, ``${ENV}`` interpolation and command-line overrides
    such as ``--artifact-store-db-connection`` work;
 4. luigi.cfg ``[task_history] db_connection`` (the database only), so artifacts
    and Luigi's task history share one database;
 5. defaults: ``sqlite:///~/.linea_luigi/db.sqlite`` and ``~/.linea_luigi/artifacts``.
+
+Resolving reads luigi.cfg through Luigi's Config machinery, which costs far more
+than a task's own bookkeeping, so the result is cached per process and
+re-resolved only when an input changes: ``options``, the environment variables
+above, ``HOME``, the raw ``[artifact_store]`` / ``[task_history]`` sections or
+Luigi's command-line parser. A section that interpolates ``${VAR}`` is never
+cached, since any variable may change.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +36,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from .errors import ConfigError
+from .hashing import DEFAULT_DIGEST, DIGEST_ALGORITHMS
 from .options import options
 from .urls import mask_url, parse_db_url
 
@@ -46,10 +57,17 @@ class Settings:
     database_url: URL
     storage_dir: str
     storage_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    #: digest algorithm for new values (stored values keep the one they were written with)
+    checksum: str = DEFAULT_DIGEST
 
     def __post_init__(self) -> None:
         if not str(self.storage_dir).strip():
             raise ConfigError("artifact_storage_dir is empty: set a folder path or fsspec URL.")
+        if self.checksum not in DIGEST_ALGORITHMS:
+            raise ConfigError(
+                f"Unknown checksum {self.checksum!r}; choose one of {', '.join(DIGEST_ALGORITHMS)} "
+                f"([{SECTION}] checksum or options.set('checksum', ...))."
+            )
 
     @classmethod
     def create(
@@ -57,6 +75,7 @@ class Settings:
         database_url: str | URL,
         storage_dir: str | os.PathLike[str],
         storage_options: dict[str, Any] | None = None,
+        checksum: str | None = None,
     ) -> Settings:
         """Build settings from raw values, normalising the URL."""
         if not isinstance(storage_dir, (str, os.PathLike)):
@@ -69,21 +88,30 @@ class Settings:
                 "storage_options must be a dict of fsspec options, got "
                 f"{type(storage_options).__name__}."
             )
-        return cls(parse_db_url(database_url), os.fspath(storage_dir), dict(storage_options or {}))
+        if checksum is not None and not isinstance(checksum, str):
+            raise ConfigError(f"checksum must be a string, got {type(checksum).__name__}.")
+        return cls(
+            parse_db_url(database_url),
+            os.fspath(storage_dir),
+            dict(storage_options or {}),
+            (checksum or DEFAULT_DIGEST).strip().lower(),
+        )
 
-    def cache_key(self) -> tuple[str, str, str]:
+    def cache_key(self) -> tuple[str, str, str, str]:
         """A hashable identity, including the (unprinted) password and options."""
         return (
             self.database_url.render_as_string(hide_password=False),
             self.storage_dir,
             json.dumps(self.storage_options, sort_keys=True, default=str),
+            self.checksum,
         )
 
     def __repr__(self) -> str:
         opts = sorted(self.storage_options)
         return (
             f"Settings(database_url={mask_url(self.database_url)!r}, "
-            f"storage_dir={self.storage_dir!r}, storage_options keys={opts})"
+            f"storage_dir={self.storage_dir!r}, storage_options keys={opts}, "
+            f"checksum={self.checksum!r})"
         )
 
 
@@ -110,6 +138,7 @@ def _artifact_store_config() -> dict[str, Any]:
         "db_connection": inst.db_connection,
         "artifact_storage_dir": inst.artifact_storage_dir,
         "storage_options": inst.storage_options,
+        "checksum": inst.checksum,
     }
 
 
@@ -140,6 +169,9 @@ def _config_class() -> Any:
             storage_options = luigi.OptionalParameter(
                 default=None, description="JSON object of fsspec storage options"
             )
+            checksum = luigi.OptionalParameter(
+                default=None, description="Digest of new values: blake3 (default) or sha256"
+            )
 
         _CONFIG_CLASS = artifact_store
     return _CONFIG_CLASS
@@ -160,8 +192,55 @@ def _parse_storage_options(text: str) -> dict[str, Any]:
     return value
 
 
+_WATCHED_SECTIONS = (SECTION, "task_history")
+_cached: tuple[tuple[Any, ...], Settings] | None = None
+_cache_lock = threading.Lock()
+
+
+def _inputs() -> tuple[Any, ...] | None:
+    """Everything resolution depends on, cheaply; None when it cannot be read so."""
+    import luigi.configuration
+
+    cfg = luigi.configuration.get_config()  # type: ignore[no-untyped-call]
+    raw = getattr(cfg, "_sections", None)  # ConfigParser keeps uninterpolated values here
+    if raw is None:
+        raw = getattr(cfg, "data", None)  # Luigi's TOML parser
+    if not isinstance(raw, dict):
+        return None
+    cmdline = sys.modules.get("luigi.cmdline_parser")
+    parser = cmdline.CmdlineParser.get_instance() if cmdline is not None else None
+    env = os.environ
+    return (
+        options.generation,
+        env.get(ENV_DATABASE_URL),
+        env.get(ENV_STORAGE_DIR),
+        env.get("HOME"),
+        id(cfg),
+        id(parser),
+        *(tuple((raw.get(name) or {}).items()) for name in _WATCHED_SECTIONS),
+    )
+
+
+def _interpolates(inputs: tuple[Any, ...]) -> bool:
+    """Whether a watched section uses ``${VAR}``, whose value may change at any time."""
+    return any("$" in str(v) for items in inputs[-len(_WATCHED_SECTIONS) :] for _, v in items)
+
+
 def resolve_settings() -> Settings:
-    """Resolve the settings in effect now (see the module docstring for the order)."""
+    """The settings in effect now (see the module docstring for the order and caching)."""
+    global _cached
+    inputs = _inputs()
+    cached = _cached
+    if inputs is not None and cached is not None and cached[0] == inputs:
+        return cached[1]
+    with _cache_lock:
+        settings = _resolve()
+        if inputs is not None and not _interpolates(inputs):
+            _cached = (inputs, settings)
+    return settings
+
+
+def _resolve() -> Settings:
     home = default_home()
     db = (
         options.get("database_url")
@@ -183,7 +262,8 @@ def resolve_settings() -> Settings:
         db = f"sqlite:///{home / 'db.sqlite'}"
     if not storage_dir:
         storage_dir = str(home / "artifacts")
-    return Settings.create(db, storage_dir, storage_options)
+    checksum = options.get("checksum") or _luigi_get(SECTION, "checksum")
+    return Settings.create(db, storage_dir, storage_options, checksum)
 
 
 def register_luigi_config() -> None:

@@ -6,26 +6,36 @@ import threading
 from typing import Any
 
 from .artifact import Artifact
-from .config import resolve_settings
+from .config import Settings, resolve_settings
 from .store import ArtifactStore
 
-_stores: dict[tuple[str, str, str], ArtifactStore] = {}
+_stores: dict[tuple[str, ...], ArtifactStore] = {}
+_last: tuple[Settings, ArtifactStore] | None = None
 _lock = threading.Lock()
 
 
 def artifact_store() -> ArtifactStore:
-    """The store for the configuration in effect now (re-resolved on every call)."""
+    """The store for the configuration in effect now.
+
+    Called for every task Luigi checks, so the common case (settings unchanged,
+    the very object ``resolve_settings`` cached) costs an identity comparison.
+    """
+    global _last
     settings = resolve_settings()
+    last = _last
+    if last is not None and last[0] is settings:
+        return last[1]
     key = settings.cache_key()
-    store = _stores.get(key)
-    if store is None:
-        with _lock:
-            store = _stores.setdefault(
-                key,
-                ArtifactStore(
-                    settings.database_url, settings.storage_dir, settings.storage_options
-                ),
+    with _lock:
+        store = _stores.get(key)
+        if store is None:
+            store = _stores[key] = ArtifactStore(
+                settings.database_url,
+                settings.storage_dir,
+                settings.storage_options,
+                checksum=settings.checksum,
             )
+        _last = (settings, store)
     return store
 
 

@@ -37,7 +37,7 @@ class ArtifactNotFoundError(ArtifactStoreError, LookupError):
 
 
 class ChecksumMismatchError(ArtifactStoreError):
-    """The stored bytes of a value do not match the sha256 recorded at save time."""
+    """The stored bytes of a value do not match the digest recorded at save time."""
 
 
 class StoreMismatchError(ArtifactStoreError):

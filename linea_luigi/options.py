@@ -17,6 +17,7 @@ _KEYS = {
     "db_connection": "database_url",
     "artifact_storage_dir": "artifact_storage_dir",
     "storage_options": "storage_options",
+    "checksum": "checksum",
 }
 
 
@@ -26,6 +27,8 @@ class Options:
     def __init__(self) -> None:
         self._values: dict[str, Any] = {}
         self._lock = threading.Lock()
+        #: bumped on every change, so cached settings know when to re-resolve
+        self.generation = 0
 
     @staticmethod
     def _canonical(key: str) -> str:
@@ -49,6 +52,7 @@ class Options:
                 self._values.pop(canonical, None)
             else:
                 self._values[canonical] = dict(value) if isinstance(value, dict) else value
+            self.generation += 1
 
     def get(self, key: str) -> Any:
         """The override for ``key``, or None when none is set."""
@@ -61,6 +65,7 @@ class Options:
         """Drop every override."""
         with self._lock:
             self._values.clear()
+            self.generation += 1
 
 
 options = Options()

@@ -4,6 +4,10 @@ The store joins the pieces and owns the order of operations that keeps data
 safe: a value is completely written and hashed *before* its row is committed
 (so a crash leaves at worst an unreferenced file, never a row without a value),
 and rows are deleted *before* their values. The store never imports Luigi.
+
+Every database access is SQLAlchemy Core with statements built once per
+process: a Luigi pipeline calls ``exists``, ``get`` and ``save`` once or twice
+per task, and an ORM unit of work would cost more than the task's own I/O.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import difflib
 import functools
 import logging
+import os
 import platform
 import re
 import uuid
@@ -18,17 +23,17 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, Select, bindparam, delete, func, select
 
 from .artifact import Artifact, TaskInfo
 from .config import Settings, resolve_settings
-from .db.engine import scalar, transact
-from .db.schema import ArtifactRow, LineageRow
+from .db import fast
+from .db.engine import get_engine, run
+from .db.schema import ARTIFACTS, LINEAGE
 from .db.setup import ensure_ready
 from .db.versions import allocate_version
 from .errors import ArtifactNotFoundError, ChecksumMismatchError, InvalidArgumentError
-from .hashing import HashingWriter, read_hashed
+from .hashing import HashingWriter, algorithm_of, read_hashed
 from .serialization import DEFAULT_SERIALIZER, get_serializer
 from .storage import ValueStorage
 from .urls import mask_url
@@ -38,12 +43,16 @@ log = logging.getLogger(__name__)
 
 ArtifactList = list[Artifact]
 
+_A = ARTIFACTS.c
+_L = LINEAGE.c
+_PYTHON_VERSION = platform.python_version()
+
 
 class ArtifactStore:
     """Save, find, load and delete versioned artifacts.
 
-    Holds only settings: engines and filesystems are looked up per process, so
-    a store can be pickled into Luigi workers and used after ``fork``.
+    Pickles as settings only: engines and filesystems are looked up per
+    process, so a store can be sent to Luigi workers and used after ``fork``.
     """
 
     def __init__(
@@ -51,15 +60,25 @@ class ArtifactStore:
         db_url: str | Any,
         storage_dir: str | Any,
         storage_options: dict[str, Any] | None = None,
+        *,
+        checksum: str | None = None,
     ) -> None:
-        self.settings = Settings.create(db_url, storage_dir, storage_options)
+        self.settings = Settings.create(db_url, storage_dir, storage_options, checksum)
         self._storage = ValueStorage(self.settings.storage_dir, self.settings.storage_options)
+        self._process: tuple[int, Engine] | None = None
 
     @classmethod
     def from_config(cls) -> ArtifactStore:
         """A store from ``options`` / environment / luigi.cfg / defaults (see ``config``)."""
         s = resolve_settings()
-        return cls(s.database_url, s.storage_dir, s.storage_options)
+        return cls(s.database_url, s.storage_dir, s.storage_options, checksum=s.checksum)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"settings": self.settings, "_storage": self._storage}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._process = None
 
     def __repr__(self) -> str:
         return (
@@ -69,17 +88,30 @@ class ArtifactStore:
 
     # -- plumbing ---------------------------------------------------------------
 
-    def _tx(self, work: Any, *, write: bool, doing: str) -> Any:
-        url = self.settings.database_url
-        ensure_ready(url, self._storage.root_uri)
-        return transact(url, work, write=write, doing=doing)
+    def _engine(self) -> Engine:
+        """This process's engine, the schema checked once per process."""
+        process = self._process
+        if process is None or process[0] != os.getpid():
+            url = self.settings.database_url
+            ensure_ready(url, self._storage.root_uri)
+            process = (os.getpid(), get_engine(url))
+            self._process = process
+        return process[1]
 
-    def _scalar(self, statement: Select[Any], doing: str, **params: Any) -> Any:
+    def _run(self, work: Any, *, write: bool, doing: str) -> Any:
         url = self.settings.database_url
-        ensure_ready(url, self._storage.root_uri)
-        return scalar(url, statement, params, doing=doing)
+        return run(url, work, write=write, doing=doing, engine=self._engine())
 
-    def _artifact(self, row: ArtifactRow) -> Artifact:
+    def _hot(self, work: Any, *, write: bool, doing: str) -> Any:
+        """Run hot-path ``work(executor)`` (see ``db.fast``)."""
+        url = self.settings.database_url
+        return fast.run(url, self._engine(), work, write=write, doing=doing)
+
+    def _first(self, statement: Select[Any], doing: str, **params: Any) -> Any:
+        return self._hot(lambda tx: tx.first(statement, params), write=False, doing=doing)
+
+    def _artifact(self, row: Any) -> Artifact:
+        """The public record of a row of ``ll_artifacts``."""
         created = row.created_at
         if created.tzinfo is None:  # SQLite keeps no zone; we always write UTC
             created = created.replace(tzinfo=timezone.utc)
@@ -93,7 +125,7 @@ class ArtifactStore:
             location=row.location,
             serializer=row.serializer,
             size_bytes=row.size_bytes,
-            sha256=row.sha256,
+            digest=row.digest,
             python_version=row.python_version,
             task_family=row.task_family,
             task_id=row.task_id,
@@ -102,25 +134,15 @@ class ArtifactStore:
             _store=self,
         )
 
-    def _select(self, name: str, version: int | str, key: str | None) -> Select[Any]:
-        q = select(ArtifactRow).where(ArtifactRow.name == name)
-        if key is not None:
-            q = q.where(ArtifactRow.identity_key == key)
-        if version == LATEST:
-            return q.order_by(ArtifactRow.version.desc()).limit(1)
-        return q.where(ArtifactRow.version == version)
-
     def _not_found(
-        self, session: Session, name: str, version: int | str, key: str | None
+        self, conn: Connection, name: str, version: int | str, key: str | None
     ) -> ArtifactNotFoundError:
         """Build a helpful error: which versions exist, or which names look alike."""
-        versions = session.scalars(
-            select(ArtifactRow.version)
-            .where(ArtifactRow.name == name)
-            .order_by(ArtifactRow.version)
-        ).all()
+        versions = list(
+            conn.scalars(select(_A.version).where(_A.name == name).order_by(_A.version))
+        )
         if not versions:
-            names = session.scalars(select(ArtifactRow.name).distinct()).all()
+            names = list(conn.scalars(select(_A.name).distinct()))
             close = difflib.get_close_matches(name, names, n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             return ArtifactNotFoundError(
@@ -152,63 +174,47 @@ class ArtifactStore:
         artifact versions it was made from (lineage).
         """
         name = check_name(name)
-        parents = tuple(upstream)
-        for p in parents:
+        parents: dict[tuple[str, int], None] = {}
+        for p in upstream:
             if not isinstance(p, Artifact):
                 raise InvalidArgumentError(f"upstream must hold Artifact records, got {p!r}.")
+            parents[(p.name, p.version)] = None
+        dialect = self._engine().dialect.name  # a wrong database fails before any write
         serializer = get_serializer(DEFAULT_SERIALIZER)
         location = f"{_safe_dirname(name)}/{uuid.uuid4().hex}.pkl"
         with self._storage.open_write(location) as handle:
-            writer = HashingWriter(handle)
+            writer = HashingWriter(handle, self.settings.checksum)
             try:
                 serializer.dump(value, writer)  # type: ignore[arg-type]
             finally:
-                sha256 = writer.finish()
-        row = ArtifactRow(
-            name=name,
-            created_at=datetime.now(timezone.utc),
-            location=location,
-            serializer=serializer.name,
-            size_bytes=writer.size,
-            sha256=sha256,
-            python_version=platform.python_version(),
-            task_family=task.family if task else None,
-            task_id=task.task_id if task else None,
-            identity_key=task.identity_key if task else None,
-            params=dict(task.params) if task else None,
-        )
+                digest = writer.finish()
+        row: dict[str, Any] = {
+            "name": name,
+            "created_at": datetime.now(timezone.utc),
+            "location": location,
+            "serializer": serializer.name,
+            "size_bytes": writer.size,
+            "digest": digest,
+            "python_version": _PYTHON_VERSION,
+            "task_family": task.family if task else None,
+            "task_id": task.task_id if task else None,
+            "identity_key": task.identity_key if task else None,
+            "params": dict(task.params) if task else None,
+        }
 
-        def publish(session: Session) -> Artifact:
-            row.version = allocate_version(session, name)
-            session.add(row)
-            session.flush()
-            for parent in parents:
-                parent_id = session.scalar(
-                    select(ArtifactRow.id).where(
-                        ArtifactRow.name == parent.name, ArtifactRow.version == parent.version
-                    )
-                )
-                if parent_id is None:
-                    raise ArtifactNotFoundError(
-                        f"Upstream artifact {parent.name!r} v{parent.version} was deleted while "
-                        f"{name!r} was being saved; rerun the upstream task."
-                    )
-                session.add(LineageRow(child_id=row.id, parent_id=parent_id))
-            return self._artifact(row)
+        def publish(tx: fast.Executor) -> None:
+            row["version"] = allocate_version(tx, dialect, name)
+            child_id = tx.scalar(_INSERT_ARTIFACT, row)
+            if parents:
+                _link(tx, child_id, list(parents), name)
 
         try:
-            artifact: Artifact = self._tx(publish, write=True, doing=f"saving artifact {name!r}")
+            self._hot(publish, write=True, doing=f"saving artifact {name!r}")
         except BaseException:
             self._discard_value(location)
             raise
-        log.debug(
-            "saved %s v%d (%d bytes) at %s",
-            name,
-            artifact.version,
-            artifact.size_bytes,
-            artifact.uri,
-        )
-        return artifact
+        log.debug("saved %s v%d (%d bytes) at %s", name, row["version"], writer.size, location)
+        return self._artifact(_RowView(row))
 
     def _discard_value(self, location: str) -> None:
         try:
@@ -225,31 +231,25 @@ class ArtifactStore:
         name = check_name(name)
         spec = parse_version(version, allow_all=True)
 
-        def drop(session: Session) -> tuple[int, list[str]]:
+        def drop(conn: Connection) -> tuple[int, list[str]]:
             if spec == ALL:
-                q = select(ArtifactRow.id, ArtifactRow.location).where(ArtifactRow.name == name)
+                q = select(_A.id, _A.location).where(_A.name == name)
+                params: dict[str, Any] = {}
             else:
-                q = self._select(name, spec, None).with_only_columns(
-                    ArtifactRow.id, ArtifactRow.location
-                )
-            found = [(row_id, loc) for row_id, loc in session.execute(q)]
+                q = _find(spec == LATEST, False).with_only_columns(_A.id, _A.location)
+                params = {"name": name, "version": spec}
+            found = [(row_id, loc) for row_id, loc in conn.execute(q, params)]
             if not found:
-                raise self._not_found(session, name, spec, None)
-            ids = select(ArtifactRow.id).where(ArtifactRow.name == name)
-            if spec != ALL:
-                ids = ids.where(ArtifactRow.id == found[0][0])
-            session.execute(delete(LineageRow).where(LineageRow.child_id.in_(ids)))
-            session.execute(delete(LineageRow).where(LineageRow.parent_id.in_(ids)))
-            session.execute(delete(ArtifactRow).where(ArtifactRow.id.in_(ids.scalar_subquery())))
+                raise self._not_found(conn, name, spec, None)
+            ids = [row_id for row_id, _ in found]
+            conn.execute(delete(LINEAGE).where(_L.child_id.in_(ids)))
+            conn.execute(delete(LINEAGE).where(_L.parent_id.in_(ids)))
+            conn.execute(delete(ARTIFACTS).where(_A.id.in_(ids)))
             locations = sorted({loc for _, loc in found})
-            still_used = set(
-                session.scalars(
-                    select(ArtifactRow.location).where(ArtifactRow.location.in_(locations))
-                )
-            )
+            still_used = set(conn.scalars(select(_A.location).where(_A.location.in_(locations))))
             return len(found), [loc for loc in locations if loc not in still_used]
 
-        count, orphans = self._tx(drop, write=True, doing=f"deleting artifact {name!r}")
+        count, orphans = self._run(drop, write=True, doing=f"deleting artifact {name!r}")
         for location in orphans:
             try:
                 self._storage.delete(location)
@@ -265,15 +265,15 @@ class ArtifactStore:
         """The record of ``version`` of ``name`` (default latest); ``key`` picks one identity."""
         name = check_name(name)
         spec = parse_version(version)
+        doing = f"reading artifact {name!r}"
+        row = self._first(_find(spec == LATEST, key is not None), doing, **_params(name, spec, key))
+        if row is None:
 
-        def find(session: Session) -> Artifact:
-            row = session.scalars(self._select(name, spec, key)).first()
-            if row is None:
-                raise self._not_found(session, name, spec, key)
-            return self._artifact(row)
+            def explain(conn: Connection) -> ArtifactNotFoundError:
+                return self._not_found(conn, name, spec, key)
 
-        result: Artifact = self._tx(find, write=False, doing=f"reading artifact {name!r}")
-        return result
+            raise self._run(explain, write=False, doing=doing)
+        return self._artifact(row)
 
     def exists(
         self, name: str, version: int | str | None = None, *, key: str | None = None
@@ -281,12 +281,10 @@ class ArtifactStore:
         """Whether such an artifact exists: one indexed query, no storage access."""
         name = check_name(name)
         spec = parse_version(version)
-        found = self._scalar(
+        found = self._first(
             _probe(spec == LATEST, key is not None),
             f"checking artifact {name!r}",
-            name=name,
-            version=spec,
-            key=key,
+            **_params(name, spec, key),
         )
         return found is not None
 
@@ -295,44 +293,45 @@ class ArtifactStore:
         return self.load_artifact(self.get(name, version, key=key))
 
     def load_artifact(self, artifact: Artifact) -> Any:
-        """Read, verify (sha256, size) and only then unpickle a value."""
+        """Read, verify (digest, size) and only then unpickle a value.
+
+        What is unpickled is the very buffer that was hashed: it is never read
+        again from storage after the check.
+        """
+        algorithm = algorithm_of(artifact.digest)
         with self._storage.open_read(artifact.location) as handle:
-            data, digest, actual = read_hashed(handle, artifact.size_bytes)
-        if actual != artifact.size_bytes or digest != artifact.sha256:
+            data, digest, actual = read_hashed(handle, artifact.size_bytes, algorithm)
+        if actual != artifact.size_bytes or digest != artifact.digest:
             raise ChecksumMismatchError(
                 f"Artifact {artifact.name!r} v{artifact.version} at {artifact.uri} is corrupt: "
-                f"expected {artifact.size_bytes} bytes with sha256 {artifact.sha256[:16]}…, found "
-                f"{_describe_size(actual, artifact.size_bytes)} bytes with sha256 {digest[:16]}…. "
-                "Nothing was unpickled. Restore the file from a backup, or delete this version "
-                "and rerun the task that made it."
+                f"expected {artifact.size_bytes} bytes with digest {artifact.digest[:23]}…, "
+                f"found {_describe_size(actual, artifact.size_bytes)} bytes with digest "
+                f"{digest[:23]}…. Nothing was unpickled. Restore the file from a backup, or "
+                "delete this version and rerun the task that made it."
             )
         return get_serializer(artifact.serializer).load(data)
 
     def versions(self, name: str) -> ArtifactList:
         """Every version of ``name``, oldest first (empty if the name has none)."""
         name = check_name(name)
-        q = select(ArtifactRow).where(ArtifactRow.name == name).order_by(ArtifactRow.version)
+        q = select(ARTIFACTS).where(_A.name == name).order_by(_A.version)
         return self._rows(q, f"listing versions of {name!r}")
 
     def list(self) -> ArtifactList:
         """The latest version of every name, sorted by name."""
-        latest = (
-            select(ArtifactRow.name, func.max(ArtifactRow.version).label("v"))
-            .group_by(ArtifactRow.name)
-            .subquery()
-        )
+        latest = select(_A.name, func.max(_A.version).label("v")).group_by(_A.name).subquery()
         q = (
-            select(ArtifactRow)
-            .join(latest, (ArtifactRow.name == latest.c.name) & (ArtifactRow.version == latest.c.v))
-            .order_by(ArtifactRow.name)
+            select(ARTIFACTS)
+            .join(latest, (_A.name == latest.c.name) & (_A.version == latest.c.v))
+            .order_by(_A.name)
         )
         return self._rows(q, "listing artifacts")
 
     def latest_version(self, name: str) -> int:
         """The highest existing version of ``name``, or -1 when it has none."""
         name = check_name(name)
-        found = self._scalar(_LATEST_VERSION, f"reading artifact {name!r}", name=name)
-        return -1 if found is None else int(found)
+        found = self._first(_LATEST_VERSION, f"reading artifact {name!r}", name=name)
+        return -1 if found is None or found[0] is None else int(found[0])
 
     def upstream(self, name: str, version: int | str | None = LATEST) -> ArtifactList:
         """The exact artifact versions ``name`` v``version`` was made from."""
@@ -346,47 +345,86 @@ class ArtifactStore:
         name = check_name(name)
         spec = parse_version(version)
         # upstream: we are the child and want the parents; downstream the reverse
-        ours, theirs = (
-            (LineageRow.child_id, LineageRow.parent_id)
-            if upstream
-            else (LineageRow.parent_id, LineageRow.child_id)
-        )
+        ours, theirs = (_L.child_id, _L.parent_id) if upstream else (_L.parent_id, _L.child_id)
 
-        def related(session: Session) -> ArtifactList:
-            own = self._select(name, spec, None).with_only_columns(ArtifactRow.id)
-            own_id = session.scalar(own)
+        def related(conn: Connection) -> ArtifactList:
+            own = _find(spec == LATEST, False).with_only_columns(_A.id)
+            own_id = conn.scalar(own, _params(name, spec, None))
             if own_id is None:
-                raise self._not_found(session, name, spec, None)
+                raise self._not_found(conn, name, spec, None)
             q = (
-                select(ArtifactRow)
-                .join(LineageRow, theirs == ArtifactRow.id)
+                select(ARTIFACTS)
+                .join(LINEAGE, theirs == _A.id)
                 .where(ours == own_id)
-                .order_by(ArtifactRow.name, ArtifactRow.version)
+                .order_by(_A.name, _A.version)
             )
-            return [self._artifact(r) for r in session.scalars(q)]
+            return [self._artifact(r) for r in conn.execute(q)]
 
-        result: ArtifactList = self._tx(related, write=False, doing=f"reading lineage of {name!r}")
+        result: ArtifactList = self._run(related, write=False, doing=f"reading lineage of {name!r}")
         return result
 
     def _rows(self, q: Select[Any], doing: str) -> ArtifactList:
-        result: ArtifactList = self._tx(
-            lambda s: [self._artifact(r) for r in s.scalars(q)], write=False, doing=doing
+        result: ArtifactList = self._run(
+            lambda c: [self._artifact(r) for r in c.execute(q)], write=False, doing=doing
         )
         return result
 
 
-_LATEST_VERSION = select(func.max(ArtifactRow.version)).where(ArtifactRow.name == bindparam("name"))
+class _RowView:
+    """Attribute access to a row dict, so a just-saved row becomes an ``Artifact`` as read."""
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.__dict__.update(row)
+
+
+_INSERT_ARTIFACT = (
+    ARTIFACTS.insert()
+    .values({c.name: bindparam(c.name) for c in ARTIFACTS.c if c is not _A.id})
+    .returning(_A.id)
+)
+_INSERT_LINEAGE = LINEAGE.insert().values(
+    child_id=bindparam("child_id"), parent_id=bindparam("parent_id")
+)
+_PARENT_ID = select(_A.id).where(_A.name == bindparam("name"), _A.version == bindparam("version"))
+_LATEST_VERSION = select(func.max(_A.version)).where(_A.name == bindparam("name"))
+
+
+def _link(tx: fast.Executor, child_id: int, parents: list[tuple[str, int]], child: str) -> None:
+    """Record lineage edges from ``child_id`` to each (name, version) in ``parents``."""
+    edges = []
+    for name, version in parents:  # one unique-index seek each
+        parent_id = tx.scalar(_PARENT_ID, {"name": name, "version": version})
+        if parent_id is None:
+            raise ArtifactNotFoundError(
+                f"Upstream artifact {name!r} v{version} was deleted while {child!r} was being "
+                "saved; rerun the upstream task."
+            )
+        edges.append({"child_id": child_id, "parent_id": parent_id})
+    tx.many(_INSERT_LINEAGE, edges)
+
+
+def _params(name: str, spec: int | str, key: str | None) -> dict[str, Any]:
+    return {"name": name, "version": spec, "key": key}
+
+
+@functools.cache
+def _find(latest: bool, keyed: bool) -> Select[Any]:
+    """Prebuilt lookups of one artifact row (bound parameters name, version, key)."""
+    q = _where(select(ARTIFACTS), latest, keyed)
+    return q.order_by(_A.version.desc()).limit(1) if latest else q
 
 
 @functools.cache
 def _probe(latest: bool, keyed: bool) -> Select[Any]:
     """Prebuilt existence queries (bound parameters name, version, key), one per shape."""
-    q = select(ArtifactRow.id).where(ArtifactRow.name == bindparam("name"))
+    return _where(select(_A.id), latest, keyed).limit(1)
+
+
+def _where(q: Select[Any], latest: bool, keyed: bool) -> Select[Any]:
+    q = q.where(_A.name == bindparam("name"))
     if keyed:
-        q = q.where(ArtifactRow.identity_key == bindparam("key"))
-    if not latest:
-        q = q.where(ArtifactRow.version == bindparam("version"))
-    return q.limit(1)
+        q = q.where(_A.identity_key == bindparam("key"))
+    return q if latest else q.where(_A.version == bindparam("version"))
 
 
 def _safe_dirname(name: str) -> str:

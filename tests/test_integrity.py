@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from digests import digest_of
 from sqlalchemy import text
 
 import linea_luigi as ll
@@ -234,19 +234,22 @@ def test_kill_during_value_write_publishes_nothing(
 PAUSE_IN_PUBLISH = """
 import sys, time
 from pathlib import Path
-from sqlalchemy import event
 import linea_luigi as ll
-from linea_luigi.db.engine import get_engine
+from linea_luigi import store as store_module
+from linea_luigi.db import fast
 
 store = ll.ArtifactStore(db_url=sys.argv[1], storage_dir=sys.argv[2])
 flag = Path(sys.argv[3])
+execute_scalar = fast.Tx.scalar
 
-def pause(conn, cursor, statement, *args):
-    if statement.lstrip().upper().startswith("INSERT INTO LL_ARTIFACTS"):
+def pause_after_insert(self, statement, params):
+    result = execute_scalar(self, statement, params)
+    if statement is store_module._INSERT_ARTIFACT:
         flag.write_text("inserted, not committed")
         time.sleep(120)
+    return result
 
-event.listen(get_engine(store.settings.database_url), "after_cursor_execute", pause)
+fast.Tx.scalar = pause_after_insert
 store.save(b"x" * 2**20, "mid")
 """
 
@@ -276,7 +279,7 @@ import numpy as np
 import linea_luigi as ll
 store = ll.ArtifactStore(db_url=sys.argv[1], storage_dir=sys.argv[2])
 a = store.save(np.arange(5_000_000, dtype=np.float64), "done")
-print(json.dumps({"version": a.version, "sha256": a.sha256, "uri": a.uri}), flush=True)
+print(json.dumps({"version": a.version, "digest": a.digest, "uri": a.uri}), flush=True)
 time.sleep(120)
 """
 
@@ -295,11 +298,11 @@ def test_kill_right_after_save_keeps_the_artifact(
     assert child.returncode == -signal.SIGKILL
     reported = json.loads(line)
     artifact = store.get("done")
-    assert (artifact.version, artifact.sha256, artifact.uri) == (
+    assert (artifact.version, artifact.digest, artifact.uri) == (
         0,
-        reported["sha256"],
+        reported["digest"],
         reported["uri"],
     )
-    assert hashlib.sha256(_path(artifact).read_bytes()).hexdigest() == artifact.sha256
+    assert digest_of(_path(artifact).read_bytes()) == artifact.digest
     np.testing.assert_array_equal(artifact.load(), np.arange(5_000_000, dtype=np.float64))
     assert not [p for p in _files(storage_dir) if ".tmp-" in p.name]

@@ -103,10 +103,22 @@ def test_key_follows_exactly_what_defines_the_computation(monkeypatch: pytest.Mo
     assert key(IdData(verbose=True)) == base
     assert key(IdData(token="t1")) == base
     assert key(IdData(secret="s1")) == base
+    # a code version is read when an instance is first keyed (keys are memoised per
+    # instance); changed code means new instances, here from a cleared instance cache
     monkeypatch.setattr(IdData, "artifact_code_version", "2")
-    assert key(IdData()) != base
+    assert fresh_key(IdData) != base
     monkeypatch.setattr(IdData, "artifact_code_version", None)
-    assert key(IdData()) == base
+    assert fresh_key(IdData) == base
+
+
+def test_key_is_memoised_per_instance_and_reused_downstream() -> None:
+    """Luigi hands out one instance per task id; its key is computed once and reused."""
+    Register.clear_instance_cache()
+    train_key = key(IdTrain())
+    assert IdData().__dict__["_ll_identity_key"] == key(IdData())
+    Register.clear_instance_cache()
+    IdData().__dict__["_ll_identity_key"] = "0" * 64  # what a downstream key must now read
+    assert key(IdTrain()) != train_key
     assert key(IdSpaced()) != key(type("IdSpaced", (ll.ArtifactTaskMixin, luigi.Task), {})())
 
 
@@ -120,22 +132,29 @@ def test_dict_param_key_order_is_irrelevant_list_order_is_not() -> None:
     assert key(IdData(cols=[1, 2])) != key(IdData(cols=[2, 1]))
 
 
+def fresh_key(cls: Any) -> str:
+    """The key of a new instance, as after a code change (a new process in real use)."""
+    Register.clear_instance_cache()
+    return key(cls())
+
+
 def test_upstream_changes_rekey_downstream(monkeypatch: pytest.MonkeyPatch) -> None:
-    base = key(IdTrain())
+    base = fresh_key(IdTrain)
     monkeypatch.setattr(IdTrain, "flip", True)
-    assert key(IdTrain()) == base  # dict order of requires() does not matter
+    assert fresh_key(IdTrain) == base  # dict order of requires() does not matter
     monkeypatch.setattr(IdData, "artifact_code_version", "2")
-    assert key(IdTrain()) != base  # mixin upstream changed
+    assert fresh_key(IdTrain) != base  # mixin upstream changed
     monkeypatch.setattr(IdData, "artifact_code_version", None)
-    assert key(IdTrain()) == base
+    assert fresh_key(IdTrain) == base
     monkeypatch.setattr(IdTrain, "raw_day", "2024-02-03")
-    assert key(IdTrain()) != base  # a plain upstream task's parameter changed
+    assert fresh_key(IdTrain) != base  # a plain upstream task's parameter changed
 
 
 def test_bad_definitions_raise_our_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ll.InvalidArgumentError, match="cycle: IdCycleA -> IdCycleB -> IdCycleA"):
         key(IdCycleA())
     monkeypatch.setattr(IdData, "artifact_code_version", 1.5)
+    Register.clear_instance_cache()
     with pytest.raises(ll.InvalidArgumentError, match="artifact_code_version must be a str or int"):
         IdData().output()
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import luigi
 import pytest
+from luigi.task_register import Register
 from luigi_support import build, note_run, runs, use_as_default
 
 import linea_luigi as ll
@@ -142,6 +143,7 @@ def test_code_version_bump_reruns_the_task_and_its_dependants_only(
     log = tmp_path / "runs.log"
     build([LnJoin()])
     monkeypatch.setattr(LnLeft, "artifact_code_version", "2")
+    Register.clear_instance_cache()  # changed code means new instances (keys are memoised)
     assert build([LnJoin()])["completed"] == {"LnLeft", "LnJoin"}
     assert runs(log) == {"LnRoot": 1, "LnLeft": 2, "LnRight": 1, "LnJoin": 2}
     assert edges(default.upstream("LnJoin", 1)) == [("LnLeft", 1), ("LnRight", 0)]
@@ -150,12 +152,14 @@ def test_code_version_bump_reruns_the_task_and_its_dependants_only(
     assert default.get("LnLeft", 1).identity_key == LnLeft().artifact_identity_key()
 
     monkeypatch.setattr(LnRoot, "artifact_code_version", "2")  # a change at the root re-keys all
+    Register.clear_instance_cache()
     assert build([LnJoin()])["completed"] == {"LnRoot", "LnLeft", "LnRight", "LnJoin"}
     assert edges(default.upstream("LnJoin", 2)) == [("LnLeft", 2), ("LnRight", 1)]
     assert edges(default.upstream("LnRight", 1)) == [("LnRoot", 1)]
 
     monkeypatch.setattr(LnLeft, "artifact_code_version", None)
     monkeypatch.setattr(LnRoot, "artifact_code_version", None)
+    Register.clear_instance_cache()
     assert not build([LnJoin()])["completed"]  # back to the first identities: all made before
     assert LnJoin().output().get().version == 0
     assert default.latest_version("LnJoin") == 2

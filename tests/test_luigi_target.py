@@ -11,10 +11,10 @@ from typing import Any
 
 import luigi
 import pytest
-import sqlalchemy as sa
 from luigi_support import build, note_run, use_as_default
 
 import linea_luigi as ll
+from linea_luigi.db import fast
 from linea_luigi.db.engine import get_engine
 
 KEY = "a" * 64
@@ -45,18 +45,20 @@ def test_exists_is_one_indexed_query_without_storage(store: ll.ArtifactStore) ->
     assert target.exists()  # warm-up: schema check done, engine created
     statements: list[str] = []
 
-    def record(_conn: Any, _cur: Any, statement: str, *_: Any) -> None:
+    def record(statement: str) -> None:
         if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "PRAGMA")):
             statements.append(statement)
 
     engine = get_engine(store.settings.database_url)
-    sa.event.listen(engine, "before_cursor_execute", record)
+    # exists() runs on this thread's held DBAPI connection: trace it at the driver
+    held = fast.held_connection(store.settings.database_url, engine)
+    held.set_trace_callback(record)
     try:
         # the value is gone from storage: exists() must not notice (no storage round trip)
         shutil.rmtree(Path(store.settings.storage_dir) / "model")
         assert target.exists()
     finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
+        held.set_trace_callback(None)
     assert len(statements) == 1, statements
     assert "ll_artifacts" in statements[0]
     with engine.connect() as conn:

@@ -93,7 +93,7 @@ def test_constructor_and_shortcut_keywords() -> None:
 def test_artifact_record_fields() -> None:
     """The record carries the fields the contract names, and can load itself."""
     fields = set(ll.Artifact.__dataclass_fields__)
-    assert fields >= {"name", "version", "created_at", "uri", "size_bytes", "sha256", "task_id"}
+    assert fields >= {"name", "version", "created_at", "uri", "size_bytes", "digest", "task_id"}
     assert callable(ll.Artifact.load)
 
 

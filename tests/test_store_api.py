@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -12,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from digests import digest_of
 from sqlalchemy import func, select
 
 import linea_luigi as ll
@@ -147,7 +147,7 @@ def test_first_save_returns_a_full_record(any_store: ll.ArtifactStore) -> None:
     assert path.is_file()
     assert path.resolve().is_relative_to(_storage(any_store).resolve())
     assert artifact.size_bytes == path.stat().st_size
-    assert artifact.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert artifact.digest == digest_of(path.read_bytes())
 
 
 def test_get_returns_the_saved_record(any_store: ll.ArtifactStore) -> None:

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, event, exc
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy import Row, create_engine, event, exc
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
@@ -25,8 +25,10 @@ from ..errors import DatabaseError
 from ..urls import mask_url
 
 _WRITE_OPTION = "linea_luigi_write"
+#: a single read statement needs no BEGIN on SQLite: it is its own transaction
+_SINGLE_OPTION = "linea_luigi_single_statement"
 SQLITE_BUSY_TIMEOUT_S = 60.0
-_LOCK_RETRIES = 5
+LOCK_RETRIES = 5
 
 T = TypeVar("T")
 
@@ -89,22 +91,34 @@ def _create_sqlite_engine(url: URL) -> Engine:
     def _on_begin(conn: Any) -> None:
         # The driver's own transaction handling is off (isolation_level=None);
         # we emit BEGIN ourselves, IMMEDIATE for writers.
-        write = conn.get_execution_options().get(_WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        opts = conn.get_execution_options()
+        if opts.get(_SINGLE_OPTION, False):
+            return
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if opts.get(_WRITE_OPTION, False) else "BEGIN")
 
     return engine
 
 
-def _is_lock_error(err: exc.DBAPIError) -> bool:
-    text = str(err.orig).lower()
+def is_lock_error(err: BaseException) -> bool:
+    """Whether ``err`` (SQLAlchemy's or the driver's own) is SQLite's "database is locked"."""
+    text = str(getattr(err, "orig", None) or err).lower()
     return "database is locked" in text or "database is busy" in text
 
 
-def translate(err: exc.SQLAlchemyError, url: URL, doing: str) -> DatabaseError:
-    """Turn a SQLAlchemy error into our ``DatabaseError`` without leaking the password."""
+def translate(
+    err: BaseException, url: URL, doing: str, *, operational: bool | None = None
+) -> DatabaseError:
+    """Turn a SQLAlchemy or driver error into our ``DatabaseError``, password masked.
+
+    ``operational`` says whether the database was unreachable or unavailable;
+    by default a SQLAlchemy ``OperationalError`` is.
+    """
     orig = getattr(err, "orig", None)
-    detail = str(orig if orig is not None else err).strip().splitlines()[0] if str(err) else ""
-    if isinstance(err, exc.OperationalError):
+    text = str(orig if orig is not None else err).strip()
+    detail = text.splitlines()[0] if text else type(err).__name__
+    if operational is None:
+        operational = isinstance(err, exc.OperationalError)
+    if operational:
         return DatabaseError(
             f"The artifact database {mask_url(url)} is unavailable while {doing}: {detail}. "
             "Check that the database is running and reachable and that the URL is right."
@@ -112,51 +126,99 @@ def translate(err: exc.SQLAlchemyError, url: URL, doing: str) -> DatabaseError:
     return DatabaseError(f"Database error on {mask_url(url)} while {doing}: {detail}")
 
 
-def transact(url: URL, work: Callable[[Session], T], *, write: bool, doing: str) -> T:
-    """Run ``work`` in one transaction: commit on success, roll back on error.
+def run(
+    url: URL,
+    work: Callable[[Connection], T],
+    *,
+    write: bool,
+    doing: str,
+    engine: Engine | None = None,
+) -> T:
+    """Run ``work`` in one Core transaction: commit on success, roll back on error.
 
     ``work`` must touch nothing but the database, because a write that lost the
     SQLite lock race past the busy timeout is rolled back and run again.
     ``write=True`` takes the write lock at BEGIN on SQLite. SQLAlchemy errors
-    leave as ``DatabaseError``; our own errors pass through unchanged.
+    leave as ``DatabaseError``; our own errors pass through unchanged. This is
+    the hot path of saving: no ORM unit of work, prebuilt statements only.
     """
+    engine = engine or get_engine(url)
+
+    def attempt() -> T:
+        with engine.connect() as conn:
+            if write:
+                conn.execution_options(**{_WRITE_OPTION: True})
+            with conn.begin():
+                return work(conn)
+
+    return _retrying(url, attempt, doing)
+
+
+def transact(url: URL, work: Callable[[Session], T], *, write: bool, doing: str) -> T:
+    """Like ``run``, with an ORM ``Session`` for code that maps rows to objects."""
     engine = get_engine(url)
-    attempt = 0
-    while True:
+
+    def attempt() -> T:
         with Session(engine, expire_on_commit=False) as session:
-            try:
-                if write:
-                    session.connection(execution_options={_WRITE_OPTION: True})
-                result = work(session)
-                session.commit()
-                return result
-            except exc.OperationalError as err:
-                session.rollback()
-                if is_sqlite(url) and _is_lock_error(err) and attempt < _LOCK_RETRIES:
-                    attempt += 1
-                    time.sleep(0.05 * 2**attempt)
-                    continue
-                raise translate(err, url, doing) from err
-            except exc.SQLAlchemyError as err:
-                session.rollback()
-                raise translate(err, url, doing) from err
+            if write:
+                session.connection(execution_options={_WRITE_OPTION: True})
+            result = work(session)
+            session.commit()
+            return result
+
+    return _retrying(url, attempt, doing)
 
 
-def scalar(url: URL, statement: Executable, params: dict[str, Any], *, doing: str) -> Any:
-    """Run one read-only statement on a pooled connection and return its first value.
+def _retrying(url: URL, attempt: Callable[[], T], doing: str) -> T:
+    """Run ``attempt``, again after SQLite lock time-outs; translate database errors."""
+    tries = 0
+    while True:
+        try:
+            return attempt()
+        except exc.OperationalError as err:
+            if is_sqlite(url) and is_lock_error(err) and tries < LOCK_RETRIES:
+                tries += 1
+                lock_backoff(tries)
+                continue
+            raise translate(err, url, doing) from err
+        except exc.SQLAlchemyError as err:
+            raise translate(err, url, doing) from err
+
+
+def first(
+    url: URL,
+    statement: Executable,
+    params: dict[str, Any],
+    *,
+    doing: str,
+    engine: Engine | None = None,
+) -> Row[Any] | None:
+    """Run one read-only statement on a pooled connection and return its first row.
 
     The hot path (``ArtifactTarget.exists()`` for every task Luigi schedules):
-    no ORM session, no retry, errors translated like ``transact``.
+    no ORM session, no retry, errors translated like ``run``.
     """
     try:
-        with get_engine(url).connect() as conn:
-            return conn.execute(statement, params).scalar()
+        with (engine or get_engine(url)).connect() as conn:
+            conn.execution_options(**{_SINGLE_OPTION: True})
+            return conn.execute(statement, params).first()
     except exc.SQLAlchemyError as err:
         raise translate(err, url, doing) from err
 
 
+def lock_backoff(tries: int) -> None:
+    """Wait before retry ``tries`` of a write that timed out on SQLite's lock."""
+    time.sleep(0.05 * 2**tries)
+
+
+#: called by ``dispose_all`` to release connections held outside the pools
+on_dispose: list[Callable[[], None]] = []
+
+
 def dispose_all() -> None:
     """Dispose every engine this process created (used by tests and shutdown)."""
+    for release in on_dispose:
+        release()
     with _engines_lock:
         for (pid, _), engine in list(_engines.items()):
             if pid == os.getpid():

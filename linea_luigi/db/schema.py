@@ -7,7 +7,7 @@ history (``tasks``, ``task_events``, ``task_parameters``) and other applications
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -18,11 +18,13 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+#: 2: ``sha256`` became ``digest`` (``"<algorithm>:<hex>"``)
+SCHEMA_VERSION = 2
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -48,7 +50,8 @@ class ArtifactRow(Base):
     location: Mapped[str] = mapped_column(String(1024))
     serializer: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(String(64))
+    #: ``"<algorithm>:<hex>"``, e.g. ``"blake3:…"``; verified before every unpickle
+    digest: Mapped[str] = mapped_column(String(80))
     python_version: Mapped[str] = mapped_column(String(32))
     task_family: Mapped[str | None] = mapped_column(String(255), nullable=True)
     task_id: Mapped[str | None] = mapped_column(String(1024), nullable=True)
@@ -98,3 +101,8 @@ class StoreInfoRow(Base):
 
 
 metadata = Base.metadata
+
+#: Core tables, for the hot paths that need no ORM unit of work
+ARTIFACTS = cast(Table, ArtifactRow.__table__)
+LINEAGE = cast(Table, LineageRow.__table__)
+VERSION_COUNTERS = cast(Table, VersionCounterRow.__table__)

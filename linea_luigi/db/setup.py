@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
@@ -50,6 +50,8 @@ def _setup(session: Session, url: URL, storage_root: str) -> None:
             f"The database {mask_url(url)} has artifact schema version {recorded_schema}, newer "
             f"than this linea_luigi understands ({SCHEMA_VERSION}). Upgrade linea_luigi."
         )
+    if STORAGE_ROOT_KEY in info and recorded_schema < SCHEMA_VERSION:
+        _upgrade(session, recorded_schema)
     recorded_root = info.get(STORAGE_ROOT_KEY)
     if recorded_root is None:
         session.add(StoreInfoRow(key=STORAGE_ROOT_KEY, value=storage_root))
@@ -62,3 +64,22 @@ def _setup(session: Session, url: URL, storage_root: str) -> None:
             "location, or point database_url at the database of the new location (or a new, "
             "empty one)."
         )
+
+
+def _upgrade(session: Session, recorded: int) -> None:
+    """Bring a database written by an older linea_luigi up to ``SCHEMA_VERSION``.
+
+    Version 1 stored a bare sha256 hex in ``sha256``; version 2 stores an
+    algorithm-prefixed ``digest``. Existing values keep verifying as sha256.
+    """
+    conn = session.connection()
+    if recorded < 2:
+        conn.execute(text("ALTER TABLE ll_artifacts RENAME COLUMN sha256 TO digest"))
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE ll_artifacts ALTER COLUMN digest TYPE VARCHAR(80)"))
+        conn.execute(text("UPDATE ll_artifacts SET digest = 'sha256:' || digest"))
+    session.execute(
+        update(StoreInfoRow)
+        .where(StoreInfoRow.key == SCHEMA_VERSION_KEY)
+        .values(value=str(SCHEMA_VERSION))
+    )

@@ -9,46 +9,57 @@ the artifacts holding them were deleted.
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+import functools
+from typing import Any
 
-from .schema import VersionCounterRow
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.sql.expression import Executable
+
+from .fast import Executor
+from .schema import VERSION_COUNTERS
+
+_counter = VERSION_COUNTERS.c
 
 
-def allocate_version(session: Session, name: str) -> int:
+def allocate_version(tx: Executor, dialect: str, name: str) -> int:
     """Reserve and return the next version of ``name`` (0 for a new name)."""
-    dialect = session.get_bind().dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        from sqlalchemy.dialects import postgresql, sqlite
+    upsert = _upsert(dialect)
+    if upsert is not None:
+        return int(tx.scalar(upsert, {"name": name})) - 1
+    return _allocate_portable(tx, name)
 
-        insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-        stmt = (
-            insert(VersionCounterRow)
-            .values(name=name, next_version=1)
-            .on_conflict_do_update(
-                index_elements=[VersionCounterRow.name],
-                set_={"next_version": VersionCounterRow.next_version + 1},
-            )
-            .returning(VersionCounterRow.next_version)
+
+@functools.cache
+def _upsert(dialect: str) -> Executable | None:
+    """The prebuilt allocating upsert for ``dialect``, or None where there is none."""
+    insert: Any
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        return None
+    stmt: Executable = (
+        insert(VERSION_COUNTERS)
+        .values(name=bindparam("name"), next_version=1)
+        .on_conflict_do_update(
+            index_elements=[_counter.name],
+            set_={"next_version": _counter.next_version + 1},
         )
-        return int(session.execute(stmt).scalar_one()) - 1
-    return _allocate_portable(session, name)
+        .returning(_counter.next_version)
+    )
+    return stmt
 
 
-def _allocate_portable(session: Session, name: str) -> int:
+def _allocate_portable(tx: Executor, name: str) -> int:
     """Fallback for other databases: lock the counter row, then bump it."""
-    current = session.execute(
-        select(VersionCounterRow.next_version)
-        .where(VersionCounterRow.name == name)
-        .with_for_update()
-    ).scalar_one_or_none()
+    current = tx.scalar(
+        select(_counter.next_version).where(_counter.name == name).with_for_update(), {}
+    )
     if current is None:
-        session.add(VersionCounterRow(name=name, next_version=1))
-        session.flush()
+        tx.execute(VERSION_COUNTERS.insert().values(name=name, next_version=1), {})
         return 0
-    session.execute(
-        update(VersionCounterRow)
-        .where(VersionCounterRow.name == name)
-        .values(next_version=current + 1)
+    tx.execute(
+        update(VERSION_COUNTERS).where(_counter.name == name).values(next_version=current + 1), {}
     )
     return int(current)

@@ -26,6 +26,12 @@ keys, no whitespace) of::
 
 Nothing here depends on the process: no ``id()``, no ``hash()`` of strings
 (``PYTHONHASHSEED`` differs between processes), no memory addresses.
+
+A key is computed once per task instance and kept on it: Luigi parameters are
+immutable and Luigi hands out one instance per task id, so every later
+``complete()``, ``output()`` and ``save()`` of a task, and every downstream
+key that walks through it, reuses the key instead of walking ``requires()``
+again.
 """
 
 from __future__ import annotations
@@ -46,6 +52,24 @@ RECIPE_VERSION = 1
 #: a ``luigi.Task``; Luigi's methods are untyped, so it is handled as Any
 Task = Any
 
+#: instance attributes memoising a task's identity key, parameters and requirements
+_MEMO = "_ll_identity_key"
+_PARAMS_MEMO = "_ll_params"
+_REQUIRES_MEMO = "_ll_requires"
+
+
+def requirements(task: Task) -> Any:
+    """``task.requires()``, memoised on the task like its key.
+
+    Each call of ``requires()`` re-instantiates every upstream task through
+    Luigi's registry (tens of µs apiece); the key, ``load_input()`` and the
+    lineage all need the same structure once per task.
+    """
+    memo = task.__dict__.get(_REQUIRES_MEMO, _REQUIRES_MEMO)
+    if memo is _REQUIRES_MEMO:
+        memo = task.__dict__[_REQUIRES_MEMO] = task.requires()
+    return memo
+
 
 def canonical_json(value: Any) -> str:
     """Deterministic JSON text: sorted keys, no whitespace, ASCII only."""
@@ -56,8 +80,12 @@ def task_params(task: Task) -> dict[str, Any]:
     """The significant, public parameters of ``task`` as canonical JSON values.
 
     These both identify the task and are recorded with its artifacts; hidden,
-    private and ``significant=False`` parameters are left out.
+    private and ``significant=False`` parameters are left out. Memoised on the
+    task like its key (Luigi's ``get_params`` walks ``dir()`` of the class).
     """
+    memo: dict[str, Any] | None = task.__dict__.get(_PARAMS_MEMO)
+    if memo is not None:
+        return dict(memo)
     declared = dict(task.get_params())
     result: dict[str, Any] = {}
     for name, text in task.to_str_params(only_significant=True, only_public=True).items():
@@ -72,7 +100,8 @@ def task_params(task: Task) -> dict[str, Any]:
                 ) from None
         else:
             result[name] = text
-    return result
+    task.__dict__[_PARAMS_MEMO] = result
+    return dict(result)
 
 
 def code_version(task: Task) -> str | None:
@@ -90,20 +119,20 @@ def code_version(task: Task) -> str | None:
 
 def identity_key(task: Task) -> str:
     """The identity key (64 hex digits) of ``task``; see the module docstring."""
-    return _Keyer().key(task)
+    memo: str | None = task.__dict__.get(_MEMO)
+    return memo if memo is not None else _Keyer().key(task)
 
 
 class _Keyer:
-    """One computation: memoises each task so diamonds are hashed once."""
+    """One computation; the memo on each task makes diamonds hash once."""
 
     def __init__(self) -> None:
-        self._done: dict[int, tuple[Task, str]] = {}
         self._active: list[Task] = []
 
     def key(self, task: Task) -> str:
-        found = self._done.get(id(task))  # id() only within this call, never in the key
-        if found is not None:
-            return found[1]
+        memo: str | None = task.__dict__.get(_MEMO)
+        if memo is not None:
+            return memo
         if any(t is task for t in self._active):
             chain = " -> ".join(t.get_task_family() for t in [*self._active, task])
             raise InvalidArgumentError(f"requires() forms a cycle: {chain}. Break the cycle.")
@@ -114,12 +143,12 @@ class _Keyer:
                 "family": task.get_task_family(),
                 "params": task_params(task),
                 "code_version": code_version(task),
-                "requires": self._deps(task, task.requires()),
+                "requires": self._deps(task, requirements(task)),
             }
         finally:
             self._active.pop()
         digest = hashlib.sha256(canonical_json(payload).encode("ascii")).hexdigest()
-        self._done[id(task)] = (task, digest)  # holding task keeps its id() unique
+        task.__dict__[_MEMO] = digest
         return digest
 
     def _deps(self, owner: Task, struct: Any) -> Any:

@@ -46,18 +46,21 @@ from typing import Any, ClassVar, cast
 
 import luigi
 from luigi.task import flatten as _luigi_flatten
+from luigi.task import getpaths as _luigi_getpaths
 
 from ..artifact import Artifact, TaskInfo
 from ..errors import InvalidArgumentError
 from ..store import ArtifactStore
 from ..versions import check_name
-from .identity import identity_key, task_params
+from .identity import identity_key, requirements, task_params
 from .target import ArtifactTarget
 
 log = logging.getLogger(__name__)
 
 #: ``luigi.task.flatten`` (untyped): any structure of targets or tasks -> flat list
 flatten: Any = _luigi_flatten
+#: ``luigi.task.getpaths`` (untyped): a structure of tasks -> the same of their outputs
+getpaths: Any = _luigi_getpaths
 
 
 class ArtifactTaskMixin:
@@ -66,9 +69,10 @@ class ArtifactTaskMixin:
     Class attributes: ``artifact_name`` (default: the task family, with
     namespace), ``artifact_code_version`` (part of the identity key; bump it
     when ``run()`` changes what it computes), ``artifact_outputs`` (names of
-    several outputs; empty for one output). The mixin keeps no state on the
-    task: identity and store are derived on each call, so tasks pickle and fork
-    safely and never see a stale key.
+    several outputs; empty for one output). The identity key, the task facts
+    and the output targets are computed once per instance (parameters are
+    immutable) and kept on it; they hold only plain data, so tasks still pickle
+    and fork safely. The targets are rebuilt when the configured store changes.
     """
 
     artifact_name: ClassVar[str | None] = None
@@ -105,13 +109,16 @@ class ArtifactTaskMixin:
 
     def artifact_task_info(self) -> TaskInfo:
         """The Luigi facts recorded with each artifact this task saves."""
-        task = self._ll_task
-        return TaskInfo(
-            family=task.get_task_family(),
-            task_id=task.task_id,
-            identity_key=self.artifact_identity_key(),
-            params=task_params(task),
-        )
+        info: TaskInfo | None = self.__dict__.get(_INFO)
+        if info is None:
+            task = self._ll_task
+            info = self.__dict__[_INFO] = TaskInfo(
+                family=task.get_task_family(),
+                task_id=task.task_id,
+                identity_key=self.artifact_identity_key(),
+                params=task_params(task),
+            )
+        return info
 
     @property
     def _ll_task(self) -> Any:
@@ -153,17 +160,27 @@ class ArtifactTaskMixin:
 
     def output(self) -> ArtifactTarget | dict[str, ArtifactTarget]:
         """The target for this identity, or ``{output: target}`` with ``artifact_outputs``."""
-        key = self.artifact_identity_key()
         store = self._ll_store()
+        cached: tuple[ArtifactStore, Any] | None = self.__dict__.get(_OUTPUT)
+        if cached is not None and cached[0] is store:
+            return dict(cached[1]) if isinstance(cached[1], dict) else cached[1]
+        key = self.artifact_identity_key()
         base = self._ll_base_name()
         outputs = self._ll_output_names()
+        targets: ArtifactTarget | dict[str, ArtifactTarget]
         if not outputs:
-            return ArtifactTarget(base, key=key, store=store)
-        return {o: ArtifactTarget(f"{base}.{o}", key=key, store=store) for o in outputs}
+            targets = ArtifactTarget(base, key=key, store=store)
+        else:
+            targets = {o: ArtifactTarget(f"{base}.{o}", key=key, store=store) for o in outputs}
+        self.__dict__[_OUTPUT] = (store, targets)
+        return dict(targets) if isinstance(targets, dict) else targets
 
     def complete(self) -> bool:
         """True iff every output has an artifact with this task's identity key."""
-        return all(t.exists() for t in flatten(self.output()))
+        targets = self.output()
+        if isinstance(targets, ArtifactTarget):
+            return targets.exists()
+        return all(t.exists() for t in targets.values())
 
     # -- in run() -----------------------------------------------------------------
 
@@ -222,7 +239,7 @@ class ArtifactTaskMixin:
         own_db = self._ll_store().settings.database_url
         loaded: dict[_TargetId, Artifact] = self.__dict__.get(_LOADED, {})
         found: dict[tuple[str, int], Artifact] = {}
-        for target in flatten(self._ll_task.input()):
+        for target in flatten(getpaths(requirements(self._ll_task))):
             if not isinstance(target, ArtifactTarget):
                 continue
             if target.store.settings.database_url != own_db:
@@ -247,7 +264,7 @@ class ArtifactTaskMixin:
         # remember what was read, so save() records these versions as lineage
         # even if an upstream task saves a newer one meanwhile
         loaded: dict[_TargetId, Artifact] = self.__dict__.setdefault(_LOADED, {})
-        return _values_of_requires(self._ll_task.requires(), loaded)
+        return _values_of_requires(requirements(self._ll_task), loaded)
 
     def load_output(self) -> Any:
         """This task's latest value for its identity (a dict with ``artifact_outputs``)."""
@@ -256,6 +273,9 @@ class ArtifactTaskMixin:
 
 #: instance attribute holding {target identity: Artifact} read by load_input()
 _LOADED = "_ll_loaded_inputs"
+#: instance attributes memoising the task facts and (store, output targets)
+_INFO = "_ll_task_info"
+_OUTPUT = "_ll_output"
 _TargetId = tuple[str, "str | None", "int | None"]
 
 

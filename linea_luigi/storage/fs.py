@@ -4,17 +4,22 @@ Publishing is atomic on every backend: on filesystems with directories the
 value is written under a temporary sibling name and renamed into place; on
 object stores it is uploaded as one object (multipart uploads are only
 completed at the end and aborted on error), so a reader never sees half a value.
+
+A local folder is read and written with the operating system's own calls:
+fsspec's local layer normalises every path on every call, which cost more
+than writing a small value itself. Every other protocol goes through fsspec.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import fsspec
 from fsspec.spec import AbstractFileSystem
@@ -60,6 +65,9 @@ class ValueStorage:
         fs, path = _resolve(self._root, self._options)  # reject bad URLs now, not at first save
         self.root_uri = fs.unstrip_protocol(path)
         self._renames = bool(_RENAMING_PROTOCOLS & set(_protocols(fs)))
+        #: the folder, when values are local files handled with os calls
+        self._local: str | None = path if self._renames else None
+        self._made_dirs: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -67,7 +75,12 @@ class ValueStorage:
             "_options": self._options,
             "root_uri": self.root_uri,
             "_renames": self._renames,
+            "_local": self._local,
         }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._made_dirs = set()
 
     @property
     def _fs(self) -> tuple[AbstractFileSystem, str]:
@@ -83,6 +96,10 @@ class ValueStorage:
     @contextmanager
     def open_write(self, location: str) -> Iterator[BinaryIO]:
         """Write a value; it becomes visible at ``location`` only if the block succeeds."""
+        if self._local is not None:
+            with self._open_local_write(location) as handle:
+                yield handle
+            return
         fs, _ = self._fs
         final = self._path(location)
         try:
@@ -119,10 +136,39 @@ class ValueStorage:
             pass
 
     @contextmanager
+    def _open_local_write(self, location: str) -> Iterator[BinaryIO]:
+        final = os.path.join(cast(str, self._local), location)
+        temp = f"{final}{TMP_MARKER}{uuid.uuid4().hex}"
+        folder = os.path.dirname(final)
+        try:
+            if folder not in self._made_dirs:
+                os.makedirs(folder, exist_ok=True)
+                self._made_dirs.add(folder)
+            try:
+                handle = open(temp, "wb")  # noqa: SIM115 (closed below, or abandoned)
+            except FileNotFoundError:  # the folder was removed since we made it
+                os.makedirs(folder, exist_ok=True)
+                handle = open(temp, "wb")  # noqa: SIM115
+        except OSError as exc:
+            raise StorageError(f"Cannot open {self.uri(location)} for writing: {exc}") from exc
+        try:
+            yield handle
+            handle.close()
+            os.replace(temp, final)
+        except BaseException:
+            handle.close()
+            with contextlib.suppress(OSError):  # an orphaned temp file is harmless
+                os.remove(temp)
+            raise
+
+    @contextmanager
     def open_read(self, location: str) -> Iterator[BinaryIO]:
         fs, _ = self._fs
         try:
-            handle = fs.open(self._path(location), "rb")
+            if self._local is not None:
+                handle = open(os.path.join(self._local, location), "rb", buffering=0)  # noqa: SIM115
+            else:
+                handle = fs.open(self._path(location), "rb")
         except FileNotFoundError as exc:
             raise StorageError(
                 f"The stored value {self.uri(location)} is missing: the metadata row exists "
@@ -134,6 +180,8 @@ class ValueStorage:
             yield handle
 
     def exists(self, location: str) -> bool:
+        if self._local is not None:
+            return os.path.exists(os.path.join(self._local, location))
         fs, _ = self._fs
         return bool(fs.exists(self._path(location)))
 
@@ -141,7 +189,10 @@ class ValueStorage:
         """Remove one value; a value already gone is not an error."""
         fs, _ = self._fs
         try:
-            fs.rm_file(self._path(location))
+            if self._local is not None:
+                os.remove(os.path.join(self._local, location))
+            else:
+                fs.rm_file(self._path(location))
         except FileNotFoundError:
             pass
         except OSError as exc:

@@ -1,0 +1,264 @@
+"""The hot path: prebuilt Core statements on one held DBAPI connection per thread.
+
+Luigi asks every task ``complete()`` and a pipeline saves and reads one record
+per task. Through a pooled SQLAlchemy ``Connection`` each of those statements
+costs 20-50 µs of Python (checkout, events, BEGIN, reset) before the database
+sees it, several times the indexed query itself. Here the same Core statements
+are compiled once per dialect and run straight on a DBAPI cursor, with
+SQLAlchemy's own bind and result processors for the typed columns, on a
+connection kept per thread and process in autocommit mode: a lone read is its
+own transaction, a write is an explicit ``BEGIN IMMEDIATE`` (SQLite) or
+``BEGIN`` (PostgreSQL) … ``COMMIT``.
+
+Only SQLite and PostgreSQL (psycopg2) take this path; other databases run the
+same work through ``engine.run`` on a SQLAlchemy ``Connection``, behind the
+same small ``Executor`` interface. A connection that fails is closed and
+replaced on the next call, so a restarted database is picked up again.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy.engine import URL, Connection, Dialect, Engine
+from sqlalchemy.sql import ClauseElement, Select
+from sqlalchemy.sql.expression import Executable
+
+from . import engine as _engine
+from .engine import LOCK_RETRIES, is_lock_error, lock_backoff, on_dispose, translate
+
+T = TypeVar("T")
+
+_BEGIN = {"sqlite": "BEGIN IMMEDIATE", "postgresql": "BEGIN"}
+
+
+class Executor(Protocol):
+    """What hot-path work may do inside one transaction."""
+
+    def first(self, statement: Executable, params: Mapping[str, Any]) -> Any: ...
+
+    def scalar(self, statement: Executable, params: Mapping[str, Any]) -> Any: ...
+
+    def execute(self, statement: Executable, params: Mapping[str, Any]) -> None: ...
+
+    def many(self, statement: Executable, rows: Iterable[Mapping[str, Any]]) -> None: ...
+
+
+def supports(engine: Engine) -> bool:
+    """Whether ``engine``'s database can use the DBAPI fast path."""
+    return engine.dialect.name in _BEGIN and engine.dialect.paramstyle in ("qmark", "pyformat")
+
+
+class _Prepared:
+    """One statement compiled for one dialect, with its parameter and row handling."""
+
+    def __init__(self, statement: Executable, dialect: Dialect) -> None:
+        if not isinstance(statement, ClauseElement):
+            raise TypeError(f"cannot compile {statement!r}")
+        compiled: Any = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.defaults: dict[str, Any] = {}
+        self.processors: dict[str, Callable[[Any], Any]] = {}
+        for bind, key in compiled.bind_names.items():
+            if bind.expanding:
+                raise TypeError("expanding parameters are not supported on the fast path")
+            self.defaults[key] = bind.value
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                self.processors[key] = process
+        self.positions: tuple[str, ...] | None = (
+            tuple(compiled.positiontup) if compiled.positiontup is not None else None
+        )
+        self.row: Any = None
+        self.columns: list[Callable[[Any], Any] | None] = []
+        if isinstance(statement, Select):
+            cols = list(statement.selected_columns)
+            names = [str(c.key) for c in cols]
+            self.row = collections.namedtuple("Row", names, rename=True)  # type: ignore[misc]
+            self.columns = [
+                c.type.dialect_impl(dialect).result_processor(dialect, None) for c in cols
+            ]
+
+    def params(self, given: Mapping[str, Any]) -> Any:
+        values = {k: given.get(k, default) for k, default in self.defaults.items()}
+        for key, process in self.processors.items():
+            values[key] = process(values[key])
+        if self.positions is None:
+            return values
+        return [values[k] for k in self.positions]
+
+    def shape(self, raw: tuple[Any, ...]) -> Any:
+        if self.row is None:
+            return raw
+        return self.row(*[v if p is None else p(v) for p, v in zip(self.columns, raw, strict=True)])
+
+
+@functools.cache
+def _prepared(statement: Executable, dialect: Dialect) -> _Prepared:
+    return _Prepared(statement, dialect)
+
+
+class Tx:
+    """``Executor`` on a DBAPI cursor: one fast transaction, or lone reads."""
+
+    def __init__(self, cursor: Any, dialect: Dialect) -> None:
+        self._cursor = cursor
+        self._dialect = dialect
+
+    def first(self, statement: Executable, params: Mapping[str, Any]) -> Any:
+        """The first row (attributes named like the selected columns), or None."""
+        prepared = _prepared(statement, self._dialect)
+        self._cursor.execute(prepared.sql, prepared.params(params))
+        raw = self._cursor.fetchone()
+        return None if raw is None else prepared.shape(raw)
+
+    def scalar(self, statement: Executable, params: Mapping[str, Any]) -> Any:
+        """The first column of the first row, or None."""
+        row = self.first(statement, params)
+        return None if row is None else row[0]
+
+    def execute(self, statement: Executable, params: Mapping[str, Any]) -> None:
+        prepared = _prepared(statement, self._dialect)
+        self._cursor.execute(prepared.sql, prepared.params(params))
+
+    def many(self, statement: Executable, rows: Iterable[Mapping[str, Any]]) -> None:
+        prepared = _prepared(statement, self._dialect)
+        self._cursor.executemany(prepared.sql, [prepared.params(r) for r in rows])
+
+
+class _ConnectionExecutor:
+    """``Executor`` over a SQLAlchemy ``Connection``, for databases without a fast path."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def first(self, statement: Executable, params: Mapping[str, Any]) -> Any:
+        return self._conn.execute(statement, dict(params)).first()
+
+    def scalar(self, statement: Executable, params: Mapping[str, Any]) -> Any:
+        return self._conn.execute(statement, dict(params)).scalar()
+
+    def execute(self, statement: Executable, params: Mapping[str, Any]) -> None:
+        self._conn.execute(statement, dict(params))
+
+    def many(self, statement: Executable, rows: Iterable[Mapping[str, Any]]) -> None:
+        self._conn.execute(statement, [dict(r) for r in rows])
+
+
+class _Held(threading.local):
+    pid = -1
+    connections: dict[str, Any]
+
+
+_held = _Held()
+_all_held: list[Any] = []
+_all_lock = threading.Lock()
+
+
+def held_connection(url: URL, engine: Engine) -> Any:
+    """This thread's held DBAPI connection to ``url`` (e.g. to trace its statements)."""
+    return _connection(url.render_as_string(hide_password=False), engine)
+
+
+def _connection(key: str, engine: Engine) -> Any:
+    """This thread's DBAPI connection to ``engine``'s database, made on first use."""
+    if _held.pid != os.getpid():  # a forked child must never share its parent's socket
+        _held.pid = os.getpid()
+        _held.connections = {}
+    conn: Any = _held.connections.get(key)
+    if conn is None:
+        proxy = engine.raw_connection()  # runs the engine's connect events (SQLite pragmas)
+        conn = proxy.driver_connection
+        proxy.detach()  # ours now: never returned to the pool in autocommit mode
+        if engine.dialect.name == "postgresql":
+            conn.autocommit = True
+        _held.connections[key] = conn
+        with _all_lock:
+            _all_held.append((os.getpid(), conn))
+    return conn
+
+
+def _drop(key: str, conn: Any) -> None:
+    _held.connections.pop(key, None)
+    with contextlib.suppress(Exception):  # already broken; closing is only tidying up
+        conn.close()
+
+
+def release_all() -> None:
+    """Close every connection this process holds (``dispose_all`` calls this)."""
+    with _all_lock:
+        mine = [c for pid, c in _all_held if pid == os.getpid()]
+        _all_held[:] = [(pid, c) for pid, c in _all_held if pid != os.getpid()]
+    _held.connections = {}
+    for conn in mine:
+        with contextlib.suppress(Exception):  # already broken; closing is only tidying up
+            conn.close()
+
+
+on_dispose.append(release_all)
+
+
+def run(
+    url: URL,
+    engine: Engine,
+    work: Callable[[Executor], T],
+    *,
+    write: bool,
+    doing: str,
+) -> T:
+    """Run ``work`` as one write transaction, or as lone autocommit reads.
+
+    Errors leave as ``DatabaseError`` (password masked); a write that timed out
+    on SQLite's lock is retried. ``work`` must touch nothing but the database.
+    """
+    if not supports(engine):
+        return _engine.run(
+            url, lambda c: work(_ConnectionExecutor(c)), write=write, doing=doing, engine=engine
+        )
+    key = url.render_as_string(hide_password=False)
+    dialect = engine.dialect
+    dbapi_error = dialect.loaded_dbapi.Error
+    tries = 0
+    while True:
+        conn = _connection(key, engine)
+        cursor = conn.cursor()
+        began = False
+        try:
+            if write:
+                cursor.execute(_BEGIN[dialect.name])
+                began = True
+            result = work(Tx(cursor, dialect))
+            if began:
+                cursor.execute("COMMIT")
+            return result
+        except BaseException as err:
+            if began:
+                _rollback(cursor)
+            if not isinstance(err, dbapi_error):
+                raise
+            if dialect.is_disconnect(err, conn, cursor) or getattr(conn, "closed", False):
+                _drop(key, conn)
+            if write and dialect.name == "sqlite" and is_lock_error(err) and tries < LOCK_RETRIES:
+                tries += 1
+                lock_backoff(tries)
+                continue
+            operational = isinstance(err, dialect.loaded_dbapi.OperationalError)
+            raise translate(err, url, doing, operational=operational) from err
+        finally:
+            _close(cursor)
+
+
+def _close(cursor: Any) -> None:
+    with contextlib.suppress(Exception):  # the connection may be gone already
+        cursor.close()
+
+
+def _rollback(cursor: Any) -> None:
+    with contextlib.suppress(Exception):  # a lost connection rolls back by itself
+        cursor.execute("ROLLBACK")
