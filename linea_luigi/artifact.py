@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .runs import TaskRun
     from .store import ArtifactStore
 
 
@@ -43,10 +44,17 @@ class Artifact:
 
     def load(self) -> Any:
         """The value, verified against its digest before it is unpickled."""
+        return self._owner("load from").load_artifact(self)
+
+    def task_runs(self) -> list[TaskRun]:
+        """Luigi's recorded runs of the task that saved this artifact, oldest first."""
+        return self._owner("read runs from").task_runs(self.name, self.version)
+
+    def _owner(self, doing: str) -> ArtifactStore:
         if self._store is None:
             from .errors import ArtifactStoreError
 
             raise ArtifactStoreError(
-                f"Artifact {self.name!r} v{self.version} has no store to load from."
+                f"Artifact {self.name!r} v{self.version} has no store to {doing}."
             )
-        return self._store.load_artifact(self)
+        return self._store

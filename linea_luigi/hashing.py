@@ -16,6 +16,7 @@ keeps its pending part in memory) never hold more than one chunk extra.
 from __future__ import annotations
 
 import hashlib
+import mmap
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO, Protocol
 
@@ -126,30 +127,64 @@ class HashingWriter:
         return self._hash.finish()
 
 
-def read_hashed(raw: BinaryIO, size: int, algorithm: str) -> tuple[bytearray, str, int]:
+def read_hashed(raw: BinaryIO, size: int, algorithm: str) -> tuple[memoryview, str, int]:
     """Read up to ``size`` bytes into one buffer, hashing chunk k while reading k+1.
 
     Returns the buffer, its digest (``"<algorithm>:<hex>"``) and the number of
     bytes the stored object really has as far as it matters here: fewer than
     ``size`` when it is short, ``size + 1`` when it is longer than recorded.
+    The buffer is private memory of this process (see ``_Buffer``), so what
+    is unpickled later is exactly what was hashed here.
     """
-    buf = bytearray(size)
+    buf = _Buffer(size)
     overlap = _Overlap(algorithm)
     pos = 0
-    with memoryview(buf) as view:
-        try:
-            while pos < size:
-                got = _readinto(raw, view[pos : min(pos + CHUNK, size)])
-                if got == 0:
-                    break
-                overlap.submit(view[pos : pos + got])
-                pos += got
-        finally:
-            digest = overlap.finish()
+    try:
+        while pos < size:
+            chunk = buf.chunk(pos, min(pos + CHUNK, size))
+            got = _readinto(raw, chunk)
+            if got == 0:
+                break
+            overlap.submit(chunk[:got])
+            pos += got
+    finally:
+        digest = overlap.finish()
     actual = pos + 1 if pos == size and raw.read(1) else pos
-    if pos < size:
-        del buf[pos:]
-    return buf, digest, actual
+    return buf.view[:pos], digest, actual
+
+
+class _Buffer:
+    """A writable buffer for a value, its pages made ready chunk by chunk.
+
+    Small values use a ``bytearray``. Large ones use private anonymous memory
+    (not a file mapping: nobody else can change it after it was hashed) whose
+    pages are populated just before each chunk is read into them: zero-filling
+    the whole buffer up front, as ``bytearray(n)`` does, costs as much as
+    reading it, and faulting pages in during the read costs more. Populating
+    chunk k+1 runs while the helper thread hashes chunk k.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._memory: mmap.mmap | None = None
+        if size >= _THREAD_MIN and hasattr(mmap, "MAP_ANONYMOUS"):
+            flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+            self._memory = mmap.mmap(-1, size, flags=flags)
+            self.view = memoryview(self._memory)
+        else:
+            self.view = memoryview(bytearray(size))
+
+    def chunk(self, start: int, end: int) -> memoryview:
+        if self._memory is not None:
+            try:
+                aligned = start - start % mmap.PAGESIZE  # after a short read
+                self._memory.madvise(_MADV_POPULATE_WRITE, aligned, end - aligned)
+            except (OSError, ValueError):  # an older kernel: pages fault in during the read
+                self._memory = None
+        return self.view[start:end]
+
+
+#: Linux 5.14+ ``MADV_POPULATE_WRITE`` (Python 3.11's mmap module lacks the name)
+_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
 
 
 def _readinto(raw: BinaryIO, target: memoryview) -> int:

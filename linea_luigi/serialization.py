@@ -38,7 +38,7 @@ class Serializer(Protocol):
 
     def dump(self, value: Any, out: BinaryIO) -> None: ...
 
-    def load(self, data: bytearray) -> Any: ...
+    def load(self, data: memoryview) -> Any: ...
 
 
 class _Counter:
@@ -89,7 +89,7 @@ class CloudpickleSerializer:
             counter.write(_PAIR.pack(*entry))
         counter.write(_TAIL.pack(len(table), pickle_len, END))
 
-    def load(self, data: bytearray) -> Any:
+    def load(self, data: memoryview) -> Any:
         view = memoryview(data)
         if len(view) < len(MAGIC) + _TAIL.size or bytes(view[: len(MAGIC)]) != MAGIC:
             raise SerializationError("The stored bytes are not a linea_luigi cloudpickle value.")

@@ -29,11 +29,13 @@ from .artifact import Artifact, TaskInfo
 from .config import Settings, resolve_settings
 from .db import fast
 from .db.engine import get_engine, run
+from .db.runs import artifacts_of_run_query, runs_of_task
 from .db.schema import ARTIFACTS, LINEAGE
 from .db.setup import ensure_ready
 from .db.versions import allocate_version
 from .errors import ArtifactNotFoundError, ChecksumMismatchError, InvalidArgumentError
 from .hashing import HashingWriter, algorithm_of, read_hashed
+from .runs import TaskRun
 from .serialization import DEFAULT_SERIALIZER, get_serializer
 from .storage import ValueStorage
 from .urls import mask_url
@@ -42,6 +44,7 @@ from .versions import ALL, LATEST, check_name, parse_version
 log = logging.getLogger(__name__)
 
 ArtifactList = list[Artifact]
+TaskRunList = list[TaskRun]
 
 _A = ARTIFACTS.c
 _L = LINEAGE.c
@@ -361,6 +364,23 @@ class ArtifactStore:
             return [self._artifact(r) for r in conn.execute(q)]
 
         result: ArtifactList = self._run(related, write=False, doing=f"reading lineage of {name!r}")
+        return result
+
+    def task_runs(self, name: str, version: int | str | None = LATEST) -> TaskRunList:
+        """Luigi's recorded runs of the task that saved ``name`` v``version``, oldest first."""
+        task_id = self.get(name, version).task_id
+        runs: TaskRunList = self._run(
+            lambda c: runs_of_task(c, task_id), write=False, doing=f"reading the runs of {name!r}"
+        )
+        return runs
+
+    def artifacts_of_run(self, run: TaskRun) -> ArtifactList:
+        """The artifacts ``run`` saved: its task_id, created while it ran (see ``db.runs``)."""
+        result: ArtifactList = self._run(
+            lambda c: [self._artifact(r) for r in c.execute(artifacts_of_run_query(c, run))],
+            write=False,
+            doing=f"reading the artifacts of run {run.record_id}",
+        )
         return result
 
     def _rows(self, q: Select[Any], doing: str) -> ArtifactList:
