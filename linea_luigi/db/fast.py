@@ -153,7 +153,7 @@ class _ConnectionExecutor:
 
 class _Held(threading.local):
     pid = -1
-    connections: dict[str, Any]
+    connections: dict[Engine, Any]  # engines are per process and database
 
 
 _held = _Held()
@@ -161,31 +161,31 @@ _all_held: list[Any] = []
 _all_lock = threading.Lock()
 
 
-def held_connection(url: URL, engine: Engine) -> Any:
-    """This thread's held DBAPI connection to ``url`` (e.g. to trace its statements)."""
-    return _connection(url.render_as_string(hide_password=False), engine)
+def held_connection(engine: Engine) -> Any:
+    """This thread's held DBAPI connection to ``engine``'s database (e.g. to trace it)."""
+    return _connection(engine)
 
 
-def _connection(key: str, engine: Engine) -> Any:
+def _connection(engine: Engine) -> Any:
     """This thread's DBAPI connection to ``engine``'s database, made on first use."""
     if _held.pid != os.getpid():  # a forked child must never share its parent's socket
         _held.pid = os.getpid()
         _held.connections = {}
-    conn: Any = _held.connections.get(key)
+    conn: Any = _held.connections.get(engine)
     if conn is None:
         proxy = engine.raw_connection()  # runs the engine's connect events (SQLite pragmas)
         conn = proxy.driver_connection
         proxy.detach()  # ours now: never returned to the pool in autocommit mode
         if engine.dialect.name == "postgresql":
             conn.autocommit = True
-        _held.connections[key] = conn
+        _held.connections[engine] = conn
         with _all_lock:
             _all_held.append((os.getpid(), conn))
     return conn
 
 
-def _drop(key: str, conn: Any) -> None:
-    _held.connections.pop(key, None)
+def _drop(engine: Engine, conn: Any) -> None:
+    _held.connections.pop(engine, None)
     with contextlib.suppress(Exception):  # already broken; closing is only tidying up
         conn.close()
 
@@ -221,12 +221,11 @@ def run(
         return _engine.run(
             url, lambda c: work(_ConnectionExecutor(c)), write=write, doing=doing, engine=engine
         )
-    key = url.render_as_string(hide_password=False)
     dialect = engine.dialect
     dbapi_error = dialect.loaded_dbapi.Error
     tries = 0
     while True:
-        conn = _connection(key, engine)
+        conn = _connection(engine)
         cursor = conn.cursor()
         began = False
         try:
@@ -243,7 +242,7 @@ def run(
             if not isinstance(err, dbapi_error):
                 raise
             if dialect.is_disconnect(err, conn, cursor) or getattr(conn, "closed", False):
-                _drop(key, conn)
+                _drop(engine, conn)
             if write and dialect.name == "sqlite" and is_lock_error(err) and tries < LOCK_RETRIES:
                 tries += 1
                 lock_backoff(tries)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import StoreMismatchError
 from ..urls import mask_url
-from .engine import transact
+from .engine import on_dispose, transact
 from .schema import SCHEMA_VERSION, StoreInfoRow, metadata
 
 STORAGE_ROOT_KEY = "storage_root"
@@ -20,6 +20,7 @@ _PG_SETUP_LOCK = 0x11EA_1061
 
 _ready: set[tuple[str, str]] = set()
 _ready_lock = threading.Lock()
+on_dispose.append(_ready.clear)  # after dispose_all the next use checks the schema again
 
 
 def ensure_ready(url: URL, storage_root: str) -> None:

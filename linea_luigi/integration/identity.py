@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
 import luigi
-from luigi.parameter import DictParameter, ListParameter
+from luigi.parameter import DictParameter, ListParameter, ParameterVisibility
 
 from ..errors import InvalidArgumentError
 
@@ -86,10 +87,10 @@ def task_params(task: Task) -> dict[str, Any]:
     memo: dict[str, Any] | None = task.__dict__.get(_PARAMS_MEMO)
     if memo is not None:
         return dict(memo)
-    declared = dict(task.get_params())
     result: dict[str, Any] = {}
-    for name, text in task.to_str_params(only_significant=True, only_public=True).items():
-        param = declared[name]
+    values = task.param_kwargs
+    for name, param in _identifying_params(type(task)):
+        text = param.serialize(values[name])
         if isinstance(param, (DictParameter, ListParameter)):
             try:
                 result[name] = json.loads(text)
@@ -102,6 +103,25 @@ def task_params(task: Task) -> dict[str, Any]:
             result[name] = text
     task.__dict__[_PARAMS_MEMO] = result
     return dict(result)
+
+
+_class_params: weakref.WeakKeyDictionary[type, list[tuple[str, Any]]] = weakref.WeakKeyDictionary()
+
+
+def _identifying_params(cls: type) -> list[tuple[str, Any]]:
+    """The parameters Luigi's ``task_id`` uses (significant, public), once per class.
+
+    The same selection as ``to_str_params(only_significant=True, only_public=True)``,
+    without its ``dir()`` walk of the class on every call.
+    """
+    found = _class_params.get(cls)
+    if found is None:
+        found = _class_params[cls] = [
+            (name, param)
+            for name, param in cls.get_params()  # type: ignore[attr-defined]
+            if param.significant and param.visibility == ParameterVisibility.PUBLIC
+        ]
+    return found
 
 
 def code_version(task: Task) -> str | None:
