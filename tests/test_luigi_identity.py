@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +208,16 @@ def test_identity_is_identical_across_processes(
     import stable_tasks  # type: ignore[import-not-found]
 
     assert stable_tasks.report(orders[1])["key"] == results[0]["key"]
+
+
+def test_pickled_task_leaves_object_memos_behind() -> None:
+    """Luigi pickles tasks into worker pools: the upstream graph must not travel along."""
+    Register.clear_instance_cache()
+    task = IdTrain()
+    expected = key(task)
+    task.output()
+    assert "_ll_requires" in task.__dict__ and "_ll_output" in task.__dict__
+    clone = pickle.loads(pickle.dumps(task))
+    assert "_ll_requires" not in clone.__dict__ and "_ll_output" not in clone.__dict__
+    assert key(clone) == expected  # the key itself is plain data and travels
+    assert "_ll_requires" not in IdRaw().__dict__  # plain Luigi tasks are never given the memo

@@ -23,6 +23,7 @@ import contextlib
 import functools
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -157,7 +158,9 @@ class _Held(threading.local):
 
 
 _held = _Held()
-_all_held: list[Any] = []
+#: every held connection: (pid, its thread, connection), to close them on dispose and
+#: to close those of threads that ended (a thread's connection is otherwise kept alive)
+_all_held: list[tuple[int, weakref.ref[threading.Thread], Any]] = []
 _all_lock = threading.Lock()
 
 
@@ -179,26 +182,47 @@ def _connection(engine: Engine) -> Any:
         if engine.dialect.name == "postgresql":
             conn.autocommit = True
         _held.connections[engine] = conn
-        with _all_lock:
-            _all_held.append((os.getpid(), conn))
+        _register(conn)
     return conn
+
+
+def _register(conn: Any) -> None:
+    """Remember ``conn``; close the connections of threads that have ended."""
+    pid = os.getpid()
+    with _all_lock:
+        ended = [e for e in _all_held if e[0] == pid and not _alive(e[1])]
+        _all_held[:] = [e for e in _all_held if e not in ended]
+        _all_held.append((pid, weakref.ref(threading.current_thread()), conn))
+    for _, _, old in ended:
+        _close_connection(old)
+
+
+def _alive(thread: weakref.ref[threading.Thread]) -> bool:
+    found = thread()
+    return found is not None and found.is_alive()
 
 
 def _drop(engine: Engine, conn: Any) -> None:
     _held.connections.pop(engine, None)
+    with _all_lock:
+        _all_held[:] = [e for e in _all_held if e[2] is not conn]
+    _close_connection(conn)
+
+
+def _close_connection(conn: Any) -> None:
     with contextlib.suppress(Exception):  # already broken; closing is only tidying up
         conn.close()
 
 
 def release_all() -> None:
     """Close every connection this process holds (``dispose_all`` calls this)."""
+    pid = os.getpid()
     with _all_lock:
-        mine = [c for pid, c in _all_held if pid == os.getpid()]
-        _all_held[:] = [(pid, c) for pid, c in _all_held if pid != os.getpid()]
+        mine = [e[2] for e in _all_held if e[0] == pid]
+        _all_held[:] = [e for e in _all_held if e[0] != pid]
     _held.connections = {}
     for conn in mine:
-        with contextlib.suppress(Exception):  # already broken; closing is only tidying up
-            conn.close()
+        _close_connection(conn)
 
 
 on_dispose.append(release_all)
@@ -224,11 +248,13 @@ def run(
     dialect = engine.dialect
     dbapi_error = dialect.loaded_dbapi.Error
     tries = 0
+    reconnected = False
     while True:
         conn = _connection(engine)
-        cursor = conn.cursor()
+        cursor = None
         began = False
         try:
+            cursor = conn.cursor()
             if write:
                 cursor.execute(_BEGIN[dialect.name])
                 began = True
@@ -243,6 +269,11 @@ def run(
                 raise
             if dialect.is_disconnect(err, conn, cursor) or getattr(conn, "closed", False):
                 _drop(engine, conn)
+                # a connection that died while idle (a restarted server): once more on a
+                # new one, unless a write had begun (its outcome would be unknown)
+                if not began and not reconnected:
+                    reconnected = True
+                    continue
             if write and dialect.name == "sqlite" and is_lock_error(err) and tries < LOCK_RETRIES:
                 tries += 1
                 lock_backoff(tries)
@@ -250,7 +281,8 @@ def run(
             operational = isinstance(err, dialect.loaded_dbapi.OperationalError)
             raise translate(err, url, doing, operational=operational) from err
         finally:
-            _close(cursor)
+            if cursor is not None:
+                _close(cursor)
 
 
 def _close(cursor: Any) -> None:

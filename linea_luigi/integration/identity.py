@@ -56,19 +56,23 @@ Task = Any
 #: instance attributes memoising a task's identity key, parameters and requirements
 _MEMO = "_ll_identity_key"
 _PARAMS_MEMO = "_ll_params"
-_REQUIRES_MEMO = "_ll_requires"
+REQUIRES_MEMO = "_ll_requires"
 
 
 def requirements(task: Task) -> Any:
-    """``task.requires()``, memoised on the task like its key.
+    """``task.requires()``, memoised on tasks that take care to pickle without it.
 
     Each call of ``requires()`` re-instantiates every upstream task through
     Luigi's registry (tens of µs apiece); the key, ``load_input()`` and the
-    lineage all need the same structure once per task.
+    lineage all need the same structure once per task. The memo holds upstream
+    task objects, so it is only kept on tasks whose pickled state leaves it
+    out (``ArtifactTaskMixin``): Luigi pickles tasks into worker pools.
     """
-    memo = task.__dict__.get(_REQUIRES_MEMO, _REQUIRES_MEMO)
-    if memo is _REQUIRES_MEMO:
-        memo = task.__dict__[_REQUIRES_MEMO] = task.requires()
+    if not getattr(task, "_ll_memoise_requires", False):
+        return task.requires()
+    memo = task.__dict__.get(REQUIRES_MEMO, REQUIRES_MEMO)
+    if memo is REQUIRES_MEMO:
+        memo = task.__dict__[REQUIRES_MEMO] = task.requires()
     return memo
 
 

@@ -52,7 +52,7 @@ from ..artifact import Artifact, TaskInfo
 from ..errors import InvalidArgumentError
 from ..store import ArtifactStore
 from ..versions import check_name
-from .identity import identity_key, requirements, task_params
+from .identity import REQUIRES_MEMO, identity_key, requirements, task_params
 from .target import ArtifactTarget
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,8 @@ class ArtifactTaskMixin:
     artifact_name: ClassVar[str | None] = None
     artifact_code_version: ClassVar[str | int | None] = None
     artifact_outputs: ClassVar[tuple[str, ...]] = ()
+    #: ``identity.requirements`` may keep ``requires()`` on the instance (see ``__getstate__``)
+    _ll_memoise_requires: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Refuse ``class T(luigi.Task, ArtifactTaskMixin)``: Luigi's methods would win.
@@ -94,6 +96,17 @@ class ArtifactTaskMixin:
                     f"{attr}() hides the mixin's; declare class {cls.__name__}"
                     "(ll.ArtifactTaskMixin, luigi.Task)."
                 )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without memos that hold objects: upstream tasks, targets, loaded inputs.
+
+        Luigi pickles tasks into worker pools; the upstream graph would travel
+        with every task. The key and task facts (plain strings) are kept.
+        """
+        state = dict(self.__dict__)
+        for memo in (REQUIRES_MEMO, _OUTPUT, _LOADED):
+            state.pop(memo, None)
+        return state
 
     # -- identity and store -------------------------------------------------------
 
