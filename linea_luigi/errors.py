@@ -9,6 +9,7 @@ catch ``ArtifactStoreError`` and know they have seen everything::
      ├── ArtifactNotFoundError       no such name / version / identity (also LookupError)
      ├── ChecksumMismatchError       stored bytes differ from what was saved
      ├── StoreMismatchError          database belongs to another storage root
+     │    └── SchemaTooNewError      database was migrated by a newer linea_luigi
      ├── SerializationError          the value could not be pickled or unpickled
      ├── StorageError                the value storage (disk, S3) failed
      └── DatabaseError               the metadata database failed or is unreachable
@@ -41,7 +42,15 @@ class ChecksumMismatchError(ArtifactStoreError):
 
 
 class StoreMismatchError(ArtifactStoreError):
-    """The database records a different storage root than the one configured."""
+    """The database does not belong with this store: another storage root, or a newer schema."""
+
+
+class SchemaTooNewError(StoreMismatchError):
+    """The database's schema revision is unknown here: a newer linea_luigi migrated it.
+
+    Refused rather than used, because this installation would read and write
+    tables whose meaning it does not know. The fix is upgrading linea_luigi.
+    """
 
 
 class SerializationError(ArtifactStoreError):

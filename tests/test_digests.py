@@ -160,9 +160,13 @@ def test_interpolated_sections_are_never_cached(
 
 
 def _make_schema_v1(store: ll.ArtifactStore) -> None:
-    """Turn a fresh database into what linea_luigi 0.1.0 wrote: a bare sha256 column."""
+    """Turn a fresh database into what linea_luigi 0.1.0 wrote: a bare sha256 column.
+
+    That release predates migrations, so its database has no Alembic version table.
+    """
     engine = sa.create_engine(store.settings.database_url)
     with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE linea_luigi_alembic_version"))
         conn.execute(sa.text("ALTER TABLE ll_artifacts RENAME COLUMN digest TO sha256"))
         conn.execute(sa.text("UPDATE ll_artifacts SET sha256 = substr(sha256, 8)"))
         conn.execute(sa.text("UPDATE ll_store_info SET value = '1' WHERE key = 'schema_version'"))

@@ -4,8 +4,8 @@ Luigi's ``DbTaskHistory`` keeps ``tasks``, ``task_parameters`` and
 ``task_events``; we keep its table names, column names and types and its
 indexes, so an existing Luigi history database works unchanged and Luigi's
 web pages (which read these ORM objects) render from ours. Declaring them on
-``schema.Base`` lets one ``metadata.create_all`` make the artifact and the
-history tables, and lets the store join artifacts to their runs.
+``schema.Base`` puts them in the project's one schema, made by its migrations
+(``db.migrations``), and lets the store join artifacts to their runs.
 
 Timestamps are naive local times, as Luigi writes them (``datetime.now()``);
 changing that would break Luigi's own pages and existing databases.
@@ -15,7 +15,6 @@ This module must not import Luigi: the store reads these tables too.
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 
 from sqlalchemy import (
@@ -27,24 +26,18 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    inspect,
-    text,
 )
-from sqlalchemy.engine import URL, Connection
-from sqlalchemy.orm import Mapped, Session, attribute_keyed_dict, mapped_column, relationship
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Mapped, attribute_keyed_dict, mapped_column, relationship
 
-from .engine import transact
 from .schema import Base, metadata
+from .setup import ensure_schema
 
 #: Luigi's event names (``luigi.task_status``), repeated so the store need not import Luigi
 PENDING = "PENDING"
 RUNNING = "RUNNING"
 DONE = "DONE"
 FAILED = "FAILED"
-
-#: the advisory lock of ``setup`` (its ``create_all`` makes these tables too), repeated
-#: rather than imported so that ``setup`` may import this module
-PG_SETUP_LOCK = 0x11EA_1061
 
 
 class TaskRecord(Base):
@@ -123,48 +116,14 @@ HISTORY_TABLES: list[Table] = [
     metadata.tables["task_events"],
 ]
 
-_ready: set[str] = set()
-_ready_lock = threading.Lock()
-
 
 def ensure_history_tables(url: URL) -> None:
-    """Create the history tables if missing, once per process and database.
+    """Bring ``url``'s schema, history tables included, to the current revision.
 
-    The one place history tables are created (Alembic will replace it). Safe
-    when several schedulers start at once: PostgreSQL serialises on an advisory
-    lock, SQLite on its write lock. Raises ``DatabaseError``.
+    The tables belong to the project's one migration history (revision
+    ``0002_luigi_history`` creates them, or adopts those Luigi made), so this
+    is ``setup.ensure_schema``: once per process and database, under the
+    migration lock, safe when several schedulers start at once. Raises
+    ``DatabaseError`` or ``SchemaTooNewError``.
     """
-    key = url.render_as_string(hide_password=False)
-    if key in _ready:
-        return
-    with _ready_lock:
-        if key not in _ready:
-            transact(url, _create, write=True, doing="creating Luigi's task history tables")
-            _ready.add(key)
-
-
-def _create(session: Session) -> None:
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_SETUP_LOCK})
-    metadata.create_all(conn, tables=HISTORY_TABLES, checkfirst=True)
-    _upgrade_legacy(conn)
-
-
-def _upgrade_legacy(conn: Connection) -> None:
-    """Bring a history database made by an old Luigi up to today's columns.
-
-    Old Luigi versions had no ``tasks.task_id`` and a VARCHAR
-    ``task_parameters.value``; Luigi's own ``_upgrade_schema`` does the same
-    two steps (SQLite needs no type change: it does not enforce VARCHAR lengths).
-    """
-    columns = {c["name"]: c for c in inspect(conn).get_columns("tasks")}
-    if "task_id" not in columns:
-        conn.execute(text("ALTER TABLE tasks ADD COLUMN task_id VARCHAR(200)"))
-        conn.execute(text("CREATE INDEX ix_task_id ON tasks (task_id)"))
-    if conn.dialect.name == "postgresql":
-        value = next(
-            c for c in inspect(conn).get_columns("task_parameters") if c["name"] == "value"
-        )
-        if not isinstance(value["type"], Text):
-            conn.execute(text("ALTER TABLE task_parameters ALTER COLUMN value TYPE TEXT"))
+    ensure_schema(url, doing="preparing the tables of Luigi's task history")

@@ -2,6 +2,9 @@
 
 Tables carry the ``ll_`` prefix so they can share a database with Luigi's task
 history (``tasks``, ``task_events``, ``task_parameters``) and other applications.
+These models are what the code uses; the revisions in ``db.migrations`` make
+databases match them (a test checks that autogenerate finds no difference), so
+a change here needs a new revision.
 """
 
 from __future__ import annotations
@@ -22,9 +25,6 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-#: 2: ``sha256`` became ``digest`` (``"<algorithm>:<hex>"``)
-SCHEMA_VERSION = 2
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -92,7 +92,7 @@ class VersionCounterRow(Base):
 
 
 class StoreInfoRow(Base):
-    """Facts about the store this database belongs to (storage root, schema version)."""
+    """Facts about the store this database belongs to (storage root; see ``db.setup``)."""
 
     __tablename__ = "ll_store_info"
 

@@ -1,62 +1,170 @@
-"""Create the schema on first use and bind the database to one storage root."""
+"""Bring the schema to the current revision under a lock, then bind the storage root.
+
+Alembic's revisions (``db.migrations``) are the only source of schema truth:
+first use of a database in a process creates it, upgrades it, or adopts one
+that ``create_all`` made before migrations existed. Several processes may start
+at once, so the work runs in one write transaction holding a lock:
+PostgreSQL's transaction advisory lock (DDL is transactional there) or SQLite's
+write lock, taken at ``BEGIN IMMEDIATE`` (SQLite DDL is transactional too).
+Whoever waited re-reads the revision under the lock and finds nothing to do.
+
+The common case, a current database bound to this storage root, costs one
+SELECT and never imports Alembic.
+
+``ll_store_info`` keeps the storage root the database belongs to and
+``schema_version = '2'``: not read by this code, kept for the releases before
+migrations, which refuse a database whose ``schema_version`` is newer than
+theirs (a revision they would misread sets it to ``'3'``).
+"""
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import select, text, update
+from sqlalchemy import Connection, Table, insert, select, text
 from sqlalchemy.engine import URL
-from sqlalchemy.orm import Session
 
-from ..errors import StoreMismatchError
+from ..errors import DatabaseError, SchemaTooNewError, StoreMismatchError
 from ..urls import mask_url
-from .engine import on_dispose, transact
-from .schema import SCHEMA_VERSION, StoreInfoRow, metadata
+from .engine import first, on_dispose, run
+from .migrations import HEAD, VERSION_TABLE
+from .schema import StoreInfoRow
 
 STORAGE_ROOT_KEY = "storage_root"
 SCHEMA_VERSION_KEY = "schema_version"
-#: arbitrary constant: the advisory lock that serialises schema creation on PostgreSQL
-_PG_SETUP_LOCK = 0x11EA_1061
+#: what the releases before migrations compare with their own schema version (see above)
+LEGACY_SCHEMA_VERSION = "2"
+#: arbitrary constant: the advisory lock that serialises migrations on PostgreSQL
+#: (the releases before migrations took the same one around ``create_all``)
+PG_MIGRATION_LOCK = 0x11EA_1061
+
+_INFO = cast(Table, StoreInfoRow.__table__)
+#: the fast path: revision and storage root in one statement (fails if either table is missing)
+_STATE = text(
+    f"SELECT (SELECT version_num FROM {VERSION_TABLE}) AS revision, "
+    "(SELECT value FROM ll_store_info WHERE key = :root_key) AS root"
+)
 
 _ready: set[tuple[str, str]] = set()
+_schema_ready: set[str] = set()
 _ready_lock = threading.Lock()
-on_dispose.append(_ready.clear)  # after dispose_all the next use checks the schema again
+on_dispose.append(_ready.clear)  # after dispose_all the next use checks again
+on_dispose.append(_schema_ready.clear)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """What ``migrate`` found and left: revisions before (None: no schema) and after."""
+
+    before: str | None
+    after: str
+    #: the database was made by ``create_all`` before migrations, and was stamped
+    adopted: bool = False
 
 
 def ensure_ready(url: URL, storage_root: str) -> None:
-    """Create missing tables and check the storage root, once per process and pair."""
+    """Migrate the schema and check the storage root, once per process and pair.
+
+    Raises ``StoreMismatchError`` for a database bound to another root,
+    ``SchemaTooNewError`` for one a newer linea_luigi migrated, ``DatabaseError``.
+    """
     key = (url.render_as_string(hide_password=False), storage_root)
     if key in _ready:
         return
     with _ready_lock:
-        if key not in _ready:
-            transact(
+        if key in _ready:
+            return
+        if _state(url) != (HEAD, storage_root):
+            _import_alembic()
+            run(
                 url,
-                lambda s: _setup(s, url, storage_root),
+                lambda conn: _prepare(conn, url, storage_root),
                 write=True,
                 doing="preparing the artifact schema",
             )
-            _ready.add(key)
+        _ready.add(key)
+        _schema_ready.add(key[0])
 
 
-def _setup(session: Session, url: URL, storage_root: str) -> None:
-    conn = session.connection()
+def ensure_schema(url: URL, *, doing: str = "migrating the artifact schema") -> None:
+    """Migrate the schema once per process and database, binding no storage root.
+
+    For Luigi's task history, which may live in a database no store uses;
+    ``doing`` names the work in error messages.
+    """
+    key = url.render_as_string(hide_password=False)
+    if key in _schema_ready:
+        return
+    with _ready_lock:
+        if key in _schema_ready:
+            return
+        state = _state(url)
+        if state is None or state[0] != HEAD:
+            migrate(url, doing=doing)
+        _schema_ready.add(key)
+
+
+def migrate(url: URL, *, doing: str = "migrating the artifact schema") -> Migration:
+    """Create, adopt or upgrade the schema of ``url`` to ``HEAD``, under the lock.
+
+    ``python -m linea_luigi migrate`` runs this; no storage root is bound.
+    """
+    _import_alembic()
+    return run(url, lambda conn: _migrate(conn, url), write=True, doing=doing)
+
+
+def _import_alembic() -> None:
+    """Import Alembic (~200 ms) before taking the lock, not while others wait on it."""
+    from .migrations import runner as runner
+
+
+def _state(url: URL) -> tuple[str | None, str | None] | None:
+    """(revision, storage root) in one SELECT, or None when a table is missing."""
+    try:
+        row = first(url, _STATE, {"root_key": STORAGE_ROOT_KEY}, doing="checking the schema")
+    except DatabaseError:
+        return None  # missing tables, or an unreachable database: the slow path will say
+    return None if row is None else (row.revision, row.root)
+
+
+def _prepare(conn: Connection, url: URL, storage_root: str) -> None:
+    _migrate(conn, url)
+    _bind_root(conn, url, storage_root)
+
+
+def _migrate(conn: Connection, url: URL) -> Migration:
+    """Under the lock: refuse a newer schema, adopt a pre-migration one, upgrade to HEAD."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SETUP_LOCK})
-    metadata.create_all(conn)
-    info = {k: v for k, v in session.execute(select(StoreInfoRow.key, StoreInfoRow.value))}
-    recorded_schema = int(info.get(SCHEMA_VERSION_KEY, SCHEMA_VERSION))
-    if recorded_schema > SCHEMA_VERSION:
-        raise StoreMismatchError(
-            f"The database {mask_url(url)} has artifact schema version {recorded_schema}, newer "
-            f"than this linea_luigi understands ({SCHEMA_VERSION}). Upgrade linea_luigi."
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_MIGRATION_LOCK})
+    from .migrations import runner  # here only: most processes never need Alembic
+
+    heads = runner.current(conn)
+    newer = runner.unknown(heads)
+    if newer:
+        raise SchemaTooNewError(
+            f"The database {mask_url(url)} is at schema revision {', '.join(newer)}, which this "
+            f"linea_luigi does not know (it knows up to {HEAD}): a newer linea_luigi migrated "
+            "it. Upgrade linea_luigi (pip install -U linea-luigi) in every process that uses "
+            "this database; it was left unchanged."
         )
-    if STORAGE_ROOT_KEY in info and recorded_schema < SCHEMA_VERSION:
-        _upgrade(session, recorded_schema)
+    before = heads[0] if len(heads) == 1 else None
+    adopted = not heads and runner.adopt(conn)
+    if heads != (HEAD,):
+        runner.upgrade(conn)
+    return Migration(before=before, after=HEAD, adopted=adopted)
+
+
+def _bind_root(conn: Connection, url: URL, storage_root: str) -> None:
+    """Record the storage root on first use; refuse a database bound to another one."""
+    c = _INFO.c
+    info: dict[str, str] = {k: v for k, v in conn.execute(select(c.key, c.value))}
     recorded_root = info.get(STORAGE_ROOT_KEY)
     if recorded_root is None:
-        session.add(StoreInfoRow(key=STORAGE_ROOT_KEY, value=storage_root))
-        session.add(StoreInfoRow(key=SCHEMA_VERSION_KEY, value=str(SCHEMA_VERSION)))
+        conn.execute(insert(_INFO).values(key=STORAGE_ROOT_KEY, value=storage_root))
+        if SCHEMA_VERSION_KEY not in info:
+            conn.execute(insert(_INFO).values(key=SCHEMA_VERSION_KEY, value=LEGACY_SCHEMA_VERSION))
     elif recorded_root != storage_root:
         raise StoreMismatchError(
             f"The database {mask_url(url)} belongs to the artifact storage {recorded_root!r}, "
@@ -65,22 +173,3 @@ def _setup(session: Session, url: URL, storage_root: str) -> None:
             "location, or point database_url at the database of the new location (or a new, "
             "empty one)."
         )
-
-
-def _upgrade(session: Session, recorded: int) -> None:
-    """Bring a database written by an older linea_luigi up to ``SCHEMA_VERSION``.
-
-    Version 1 stored a bare sha256 hex in ``sha256``; version 2 stores an
-    algorithm-prefixed ``digest``. Existing values keep verifying as sha256.
-    """
-    conn = session.connection()
-    if recorded < 2:
-        conn.execute(text("ALTER TABLE ll_artifacts RENAME COLUMN sha256 TO digest"))
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("ALTER TABLE ll_artifacts ALTER COLUMN digest TYPE VARCHAR(80)"))
-        conn.execute(text("UPDATE ll_artifacts SET digest = 'sha256:' || digest"))
-    session.execute(
-        update(StoreInfoRow)
-        .where(StoreInfoRow.key == SCHEMA_VERSION_KEY)
-        .values(value=str(SCHEMA_VERSION))
-    )

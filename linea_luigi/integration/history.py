@@ -11,7 +11,8 @@ call, and differs where it has to:
   ``postgresql://`` use psycopg2); without ``[task_history] db_connection`` the
   history goes to linea_luigi's database, so runs and artifacts can be joined;
 - engines are our per-process ones (SQLite WAL, busy timeout, write lock
-  taken at BEGIN), tables are created on first use under a lock;
+  taken at BEGIN); the schema, history tables included, is migrated on first
+  use under a lock (``db.migrations``), and an existing Luigi history is adopted;
 - query results are fully loaded before they are returned, so they can be
   used after their session closes (Luigi's leaked an open session instead);
 - database failures raise ``DatabaseError`` with the password masked. The
@@ -76,7 +77,7 @@ class DbTaskHistory(TaskHistory):
         return f"DbTaskHistory({mask_url(self.url)!r})"
 
     def ensure_schema(self) -> None:
-        """Create the history tables now (otherwise done at first use)."""
+        """Migrate the schema, history tables included, now (otherwise done at first use)."""
         ensure_history_tables(self.url)
 
     # -- recording (called by the scheduler) ---------------------------------------

@@ -1,0 +1,1 @@
+"""Migration scripts, loaded by Alembic by file (this file makes them a package to install)."""
