@@ -13,6 +13,7 @@ catch ``ArtifactStoreError`` and know they have seen everything::
      ├── SerializationError          the value could not be pickled or unpickled
      ├── StorageError                the value storage (disk, S3) failed
      └── DatabaseError               the metadata database failed or is unreachable
+          └── CommitOutcomeUnknownError  the connection died during COMMIT
 
 Messages say what was asked, what was found and what to do; URLs in them are
 always shown with the password masked.
@@ -63,3 +64,11 @@ class StorageError(ArtifactStoreError):
 
 class DatabaseError(ArtifactStoreError):
     """The metadata database failed or could not be reached."""
+
+
+class CommitOutcomeUnknownError(DatabaseError):
+    """The connection was lost while COMMIT was in flight: the write may have been applied.
+
+    The caller must not undo what a committed row may reference (the store
+    keeps the value; at worst it is an orphan).
+    """

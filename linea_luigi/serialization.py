@@ -42,14 +42,24 @@ class Serializer(Protocol):
 
 
 class _Counter:
-    """Pass-through writer that knows its position (fsspec files may not ``tell``)."""
+    """Pass-through writer that knows its position (fsspec files may not ``tell``).
+
+    Remembers an error of the output itself (a full disk, a failed upload), so
+    that ``dump`` lets it through for the storage to report instead of
+    blaming the value.
+    """
 
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
         self.pos = 0
+        self.failed: BaseException | None = None
 
     def write(self, data: Any) -> int:
-        n = self._out.write(data)
+        try:
+            n = self._out.write(data)
+        except BaseException as exc:
+            self.failed = exc
+            raise
         self.pos += len(memoryview(data).cast("B"))
         return n if n is not None else 0
 
@@ -74,6 +84,8 @@ class CloudpickleSerializer:
                 value
             )
         except Exception as exc:
+            if exc is counter.failed:
+                raise  # the output failed, not the value: the storage reports it
             raise SerializationError(
                 f"Cannot serialize a value of type {type(value).__module__}."
                 f"{type(value).__qualname__} with cloudpickle: {exc}"

@@ -33,7 +33,12 @@ from .db.runs import artifacts_of_run_query, runs_of_task
 from .db.schema import ARTIFACTS, LINEAGE
 from .db.setup import ensure_ready
 from .db.versions import allocate_version
-from .errors import ArtifactNotFoundError, ChecksumMismatchError, InvalidArgumentError
+from .errors import (
+    ArtifactNotFoundError,
+    ChecksumMismatchError,
+    CommitOutcomeUnknownError,
+    InvalidArgumentError,
+)
 from .hashing import HashingWriter, algorithm_of, read_hashed
 from .runs import TaskRun
 from .serialization import DEFAULT_SERIALIZER, get_serializer
@@ -213,6 +218,10 @@ class ArtifactStore:
 
         try:
             self._hot(publish, write=True, doing=f"saving artifact {name!r}")
+        except CommitOutcomeUnknownError:
+            # the row may be committed: its value must stay (at worst an orphan)
+            log.warning("kept the value %s of a save whose commit was cut off", location)
+            raise
         except BaseException:
             self._discard_value(location)
             raise

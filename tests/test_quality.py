@@ -17,7 +17,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_lint_and_format_clean() -> None:
-    lint = _run("ruff", "check", "linea_luigi", "tests", "examples")
+    lint = _run("ruff", "check", "linea_luigi", "tests", "examples", "deploy", "bench")
     assert lint.returncode == 0, lint.stdout + lint.stderr
     fmt = _run("ruff", "format", "--check", "linea_luigi")
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr

@@ -27,10 +27,12 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
+from sqlalchemy import exc
 from sqlalchemy.engine import URL, Connection, Dialect, Engine
 from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.expression import Executable
 
+from ..errors import CommitOutcomeUnknownError
 from . import engine as _engine
 from .engine import LOCK_RETRIES, is_lock_error, lock_backoff, on_dispose, translate
 
@@ -238,8 +240,10 @@ def run(
 ) -> T:
     """Run ``work`` as one write transaction, or as lone autocommit reads.
 
-    Errors leave as ``DatabaseError`` (password masked); a write that timed out
-    on SQLite's lock is retried. ``work`` must touch nothing but the database.
+    Errors leave as ``DatabaseError`` (password masked), connection failures
+    included; ``CommitOutcomeUnknownError`` when the connection was lost during
+    COMMIT. A write that timed out on SQLite's lock is retried. ``work`` must
+    touch nothing but the database.
     """
     if not supports(engine):
         return _engine.run(
@@ -250,24 +254,31 @@ def run(
     tries = 0
     reconnected = False
     while True:
-        conn = _connection(engine)
+        conn = None
         cursor = None
-        began = False
+        began = committing = False
         try:
+            conn = _connection(engine)  # (re)connecting fails like any statement
             cursor = conn.cursor()
             if write:
                 cursor.execute(_BEGIN[dialect.name])
                 began = True
             result = work(Tx(cursor, dialect))
             if began:
+                committing = True
                 cursor.execute("COMMIT")
             return result
         except BaseException as err:
             if began:
                 _rollback(cursor)
+            if isinstance(err, exc.SQLAlchemyError):  # from the pool or a connect event
+                raise translate(err, url, doing) from err
             if not isinstance(err, dbapi_error):
                 raise
-            if dialect.is_disconnect(err, conn, cursor) or getattr(conn, "closed", False):
+            lost = conn is not None and (
+                dialect.is_disconnect(err, conn, cursor) or getattr(conn, "closed", False)
+            )
+            if lost:
                 _drop(engine, conn)
                 # a connection that died while idle (a restarted server): once more on a
                 # new one, unless a write had begun (its outcome would be unknown)
@@ -279,7 +290,13 @@ def run(
                 lock_backoff(tries)
                 continue
             operational = isinstance(err, dialect.loaded_dbapi.OperationalError)
-            raise translate(err, url, doing, operational=operational) from err
+            error = translate(err, url, doing, operational=operational)
+            if committing and lost:
+                raise CommitOutcomeUnknownError(
+                    f"{error} The connection was lost during COMMIT, so the write may or may "
+                    "not have been saved."
+                ) from err
+            raise error from err
         finally:
             if cursor is not None:
                 _close(cursor)
