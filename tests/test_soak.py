@@ -3,7 +3,7 @@
 ``test_soak`` runs ``linea-luigid`` on loopback with task history on
 PostgreSQL, values on moto's S3 server, and four ``luigi --workers 2`` lanes
 (up to eight worker processes at once, each task in its own forked process)
-over overlapping DAGs for about a minute (``LL_SOAK_SECONDS`` of load, 40 by
+over overlapping DAGs for about a minute (``LL_SOAK_SECONDS`` of load, 50 by
 default). Afterwards: no lost artifact (every row's value is in S3 and
 verifies, and S3 holds nothing else), versions contiguous per name, each task
 ran once, the task history has a DONE event for every task and no failure,
@@ -38,7 +38,7 @@ import linea_luigi as ll
 from linea_luigi.db.engine import dispose_all
 
 REPO = Path(__file__).resolve().parents[1]
-LOAD_SECONDS = float(os.environ.get("LL_SOAK_SECONDS", "40"))
+LOAD_SECONDS = float(os.environ.get("LL_SOAK_SECONDS", "50"))
 LANES = 4
 WORKERS_PER_LANE = 2
 
