@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
+import os
 import urllib.parse
 import urllib.request
 from collections import Counter
@@ -16,6 +13,7 @@ from typing import Any
 
 import pytest
 from luigi_support import child_env, run_python, runs, write_module
+from test_luigid_history import LUIGID, scheduler_process
 
 import linea_luigi as ll
 
@@ -57,61 +55,11 @@ TASKS = """
 """
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def luigid_command() -> list[str]:
-    """This interpreter's ``luigid`` script (the same entry point as a fallback)."""
-    script = Path(sys.executable).with_name("luigid")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from luigi.cmdline import luigid; luigid()"]
-
-
 @pytest.fixture
 def luigid(tmp_path: Path) -> Iterator[int]:
-    """A luigid with its own state file and log folder; yields its port."""
-    port = free_port()
-    logdir = tmp_path / "luigid-logs"
-    logdir.mkdir()
-    cmd = [
-        *luigid_command(),
-        "--port",
-        str(port),
-        "--address",
-        "127.0.0.1",
-        "--state-path",
-        str(tmp_path / "state.pickle"),
-        "--logdir",
-        str(logdir),
-    ]
-    with open(logdir / "stdout.txt", "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"luigid exited with {proc.returncode}: {(logdir / 'stdout.txt').read_text()}"
-                )
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("luigid did not open its port within 30 s")
-                time.sleep(0.1)
+    """A stock luigid with its own state file and log folder; yields its port."""
+    with scheduler_process(LUIGID, tmp_path, dict(os.environ)) as port:
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def scheduler_tasks(port: int, status: str) -> dict[str, Any]:
