@@ -1,25 +1,339 @@
-"""The command line: ``python -m linea_luigi <command>``.
+"""The command line: ``linea-luigi <command>`` (also ``python -m linea_luigi``).
 
 Commands print results to stdout and failures as one line on stderr (our
 exception's message, never a traceback). Exit status: 0 done, 1 failed,
-2 bad usage.
+2 bad usage. The store comes from the same configuration as the library
+(``ll.artifact_store()``) unless ``--db-url`` / ``--storage-dir`` override it.
+Only the store's public API is used, never the database directly.
 """
 
 from __future__ import annotations
 
+import pickle
+import reprlib
 import sys
+from dataclasses import dataclass, field
+from typing import Any
 
 import click
 
+from . import cli_format as fmt
+from .artifact import Artifact, human_size
 from .config import resolve_settings
 from .db.setup import migrate as migrate_schema
-from .errors import ArtifactStoreError
+from .default import artifact_store
+from .errors import ArtifactStoreError, InvalidArgumentError, SerializationError, StorageError
+from .store import ArtifactStore
 from .urls import mask_url, parse_db_url
+from .versions import ALL, LATEST, parse_version
+
+#: longest repr ``get`` prints without ``-o``
+REPR_LIMIT = 2000
 
 
-@click.group()
-def main() -> None:
-    """linea_luigi: versioned artifacts for Luigi pipelines."""
+class _Failure(click.ClickException):
+    """One line on stderr, exit status 1 (click prints ``Error: <message>``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+
+class _Group(click.Group):
+    """Turns our errors (and any other) into one line on stderr instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except ArtifactStoreError as err:
+            raise _Failure(str(err)) from err
+        except Exception as err:  # a bug or an unforeseen failure: still one line
+            raise _Failure(f"unexpected {type(err).__name__}: {err}") from err
+
+
+@dataclass
+class _Options:
+    """Global options, and the store they select (opened on first use)."""
+
+    db_url: str | None
+    storage_dir: str | None
+    _store: ArtifactStore | None = field(default=None, repr=False)
+
+    def store(self) -> ArtifactStore:
+        if self._store is None:
+            if self.db_url is None and self.storage_dir is None:
+                self._store = artifact_store()
+            else:
+                s = resolve_settings()
+                self._store = ArtifactStore(
+                    self.db_url if self.db_url is not None else s.database_url,
+                    self.storage_dir if self.storage_dir is not None else s.storage_dir,
+                    s.storage_options,
+                    checksum=s.checksum,
+                )
+        return self._store
+
+
+def parse_spec(spec: str) -> tuple[str, int | str]:
+    """``NAME`` or ``NAME:VERSION`` (VERSION an int or ``latest``), strictly.
+
+    ``NAME@ALIAS`` is passed through whole, for ``store.get`` to resolve.
+    """
+    if "@" in spec:
+        return spec, LATEST
+    name, colon, text = spec.rpartition(":")
+    if not colon:
+        return spec, LATEST
+    if not name:
+        raise InvalidArgumentError(f"{spec!r} has no name before ':' (expected NAME[:VERSION]).")
+    if text.isascii() and text.isdigit():
+        return name, int(text)
+    try:
+        return name, parse_version(text)
+    except InvalidArgumentError as err:
+        raise InvalidArgumentError(
+            f"Bad version in {spec!r}: {err} (expected NAME[:VERSION])."
+        ) from err
+
+
+def _get(store: ArtifactStore, spec: str) -> Artifact:
+    name, version = parse_spec(spec)
+    return store.get(name) if "@" in spec else store.get(name, version)
+
+
+def _opts(ctx: click.Context) -> _Options:
+    obj = ctx.find_object(_Options)
+    assert obj is not None  # set by ``main`` for every subcommand
+    return obj
+
+
+def _write_artifacts(artifacts: Any, as_json: bool) -> None:
+    if as_json:
+        fmt.stream_json_array((fmt.artifact_json(a) for a in artifacts), _out)
+        click.echo()
+    else:
+        fmt.stream_table((fmt.table_row(a) for a in artifacts), fmt.TABLE_COLUMNS, click.echo)
+
+
+def _out(text: str) -> None:
+    click.echo(text, nl=False)
+
+
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON array of objects.")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db-url", metavar="URL", help="Metadata database (default: the configured database_url)."
+)
+@click.option(
+    "--storage-dir",
+    metavar="PATH|URL",
+    help="Value storage folder or fsspec URL (default: the configured artifact_storage_dir).",
+)
+@click.version_option(package_name="linea-luigi")
+@click.pass_context
+def main(ctx: click.Context, db_url: str | None, storage_dir: str | None) -> None:
+    """linea_luigi: versioned artifacts for Luigi pipelines.
+
+    Artifacts are named NAME, NAME:VERSION (an int or "latest") or NAME@ALIAS.
+    """
+    ctx.obj = _Options(db_url, storage_dir)
+
+
+@main.command("list")
+@click.argument("pattern", required=False)
+@_JSON
+@click.pass_context
+def list_(ctx: click.Context, pattern: str | None, as_json: bool) -> None:
+    """The latest version of every name, sorted; PATTERN is a glob (e.g. 'model*')."""
+    _write_artifacts(_opts(ctx).store().iter_list(pattern), as_json)
+
+
+@main.command()
+@click.argument("name")
+@_JSON
+@click.pass_context
+def versions(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Every version of NAME, oldest first."""
+    store = _opts(ctx).store()
+    found = store.versions(name)
+    if not found:
+        store.get(name)  # raises the helpful "no such name, did you mean" error
+    _write_artifacts(found, as_json)
+
+
+@main.command()
+@click.argument("spec", metavar="NAME[:VERSION]")
+@_JSON
+@click.pass_context
+def show(ctx: click.Context, spec: str, as_json: bool) -> None:
+    """Everything recorded about one version: storage, task, lineage, runs."""
+    store = _opts(ctx).store()
+    a = _get(store, spec)
+    up = store.upstream(a.name, a.version)
+    down = store.downstream(a.name, a.version)
+    runs = store.task_runs(a.name, a.version)
+    if as_json:
+        doc = fmt.artifact_json(a)
+        doc["upstream"] = [{"name": u.name, "version": u.version} for u in up]
+        doc["downstream"] = [{"name": d.name, "version": d.version} for d in down]
+        doc["runs"] = [
+            {
+                "record_id": r.record_id,
+                "status": r.status,
+                "host": r.host,
+                "scheduled_at": fmt.iso_utc(r.scheduled_at),
+                "started_at": fmt.iso_utc(r.started_at),
+                "finished_at": fmt.iso_utc(r.finished_at),
+                "failed_at": fmt.iso_utc(r.failed_at),
+            }
+            for r in runs
+        ]
+        fmt.stream_json_array([doc], _out)
+        click.echo()
+        return
+    rows = [
+        ("name", a.name),
+        ("version", str(a.version)),
+        ("created", fmt.iso_utc(a.created_at) or "-"),
+        ("location", a.uri),
+        ("size", f"{human_size(a.size_bytes)} ({a.size_bytes} bytes)"),
+        ("digest", a.digest),
+        ("serializer", a.serializer),
+        ("python", a.python_version),
+        ("task family", a.task_family or "-"),
+        ("task_id", a.task_id or "-"),
+        ("identity key", a.identity_key or "-"),
+    ]
+    for key, value in rows:
+        click.echo(f"{key + ':':<14}{value}")
+    _section("params", [f"{k} = {v}" for k, v in sorted((a.params or {}).items())])
+    _section("upstream", [f"{u.name}:{u.version}" for u in up])
+    _section("downstream", [f"{d.name}:{d.version}" for d in down])
+    _section(
+        "runs",
+        [
+            f"#{r.record_id} {r.status or '?'} on {r.host or '?'}, started "
+            f"{fmt.iso_utc(r.started_at) or '-'}, finished {fmt.iso_utc(r.finished_at) or '-'}"
+            for r in runs
+        ],
+    )
+
+
+def _section(title: str, lines: list[str]) -> None:
+    click.echo(f"{title + ':':<14}{'' if lines else '(none)'}")
+    for line in lines:
+        click.echo(f"  {line}")
+
+
+@main.command()
+@click.argument("spec", metavar="NAME[:VERSION]")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the value to FILE: bytes/str raw, numpy arrays as .npy, anything else pickled.",
+)
+@click.pass_context
+def get(ctx: click.Context, spec: str, output: str | None) -> None:
+    """Load a value: print a short repr, or write it to a file with -o."""
+    store = _opts(ctx).store()
+    a = _get(store, spec)
+    value = store.load_artifact(a)
+    if output is None:
+        click.echo(_bounded_repr(value))
+        return
+    data, kind = _encode(value)
+    try:
+        with open(output, "wb") as handle:
+            handle.write(data)
+    except OSError as err:
+        raise StorageError(f"Could not write {output}: {err.strerror or err}.") from err
+    click.echo(f"wrote {a.name}:{a.version} to {output} ({kind}, {human_size(len(data))})")
+
+
+def _bounded_repr(value: Any) -> str:
+    """A repr that stays short for huge values (containers and strings are elided)."""
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = 200
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 20
+    text = short.repr(value)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.ndarray):
+        with numpy.printoptions(threshold=50, edgeitems=3):
+            text = repr(value)
+    return text if len(text) <= REPR_LIMIT else text[: REPR_LIMIT - 1] + "…"
+
+
+def _encode(value: Any) -> tuple[bytes, str]:
+    """The file bytes for a value, and what format they are in."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value), "raw bytes"
+    if isinstance(value, str):
+        return value.encode("utf-8"), "UTF-8 text"
+    numpy = sys.modules.get("numpy")  # loaded if the value holds arrays; never imported here
+    if numpy is not None and isinstance(value, numpy.ndarray):
+        import io
+
+        buffer = io.BytesIO()
+        numpy.save(buffer, value, allow_pickle=False)
+        return buffer.getvalue(), "numpy .npy"
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), "pickle"
+    except Exception as err:
+        raise SerializationError(
+            f"The value ({type(value).__name__}) cannot be written as a plain pickle: {err}. "
+            "Load it in Python with ll.load() instead."
+        ) from err
+
+
+@main.command()
+@click.argument("spec", metavar="NAME[:VERSION]")
+@click.option("--downstream", is_flag=True, help="Show what was made from it instead.")
+@click.option(
+    "--depth", type=click.IntRange(min=0), default=None, help="Levels to show (default: all)."
+)
+@click.pass_context
+def lineage(ctx: click.Context, spec: str, downstream: bool, depth: int | None) -> None:
+    """The artifacts a version was made from (or, with --downstream, made from it), as a tree."""
+    store = _opts(ctx).store()
+    root = _get(store, spec)
+    related = store.downstream if downstream else store.upstream
+    for line in fmt.draw_tree(root, lambda a: related(a.name, a.version), depth):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("name")
+@click.option(
+    "--version",
+    "version",
+    required=True,
+    metavar="N|latest|all",
+    help="Which version(s) to delete.",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def delete(ctx: click.Context, name: str, version: str, yes: bool) -> None:
+    """Delete one version, the latest or all versions of NAME (rows, then values)."""
+    store = _opts(ctx).store()
+    spec = parse_version(
+        int(version) if version.isascii() and version.isdigit() else version, allow_all=True
+    )
+    if spec == ALL:
+        count = len(store.versions(name))
+        if count == 0:
+            store.get(name)  # raises the helpful "no such name" error
+        what = f"all {count} version(s) of {name!r}"
+    else:  # "latest" is pinned now, so what is confirmed is what gets deleted
+        spec = store.get(name, spec).version
+        what = f"{name!r} version {spec}"
+    if not yes and not click.confirm(f"Delete {what}?", default=False, err=True):
+        raise _Failure("Nothing deleted.")
+    deleted = store.delete(name, spec)
+    click.echo(f"deleted {deleted} version(s) of {name!r}")
 
 
 @main.command()
@@ -27,14 +341,16 @@ def main() -> None:
     "--db",
     "db_url",
     metavar="URL",
-    help="Database to migrate (default: the configured database_url).",
+    help="Database to migrate (default: --db-url, else the configured database_url).",
 )
-def migrate(db_url: str | None) -> None:
+@click.pass_context
+def migrate(ctx: click.Context, db_url: str | None) -> None:
     """Create or upgrade the database schema to this release's revision.
 
     A database made before migrations existed is adopted in place. The storage
     root is bound at the first use of a store, not here.
     """
+    db_url = db_url if db_url is not None else _opts(ctx).db_url
     try:
         url = parse_db_url(db_url) if db_url is not None else resolve_settings().database_url
         click.echo(f"database: {mask_url(url)}")

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import logging
 import os
 import platform
 import re
 import uuid
-from collections.abc import Iterable
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date, datetime, timezone
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, bindparam, delete, func, select
@@ -329,15 +330,59 @@ class ArtifactStore:
         q = select(ARTIFACTS).where(_A.name == name).order_by(_A.version)
         return self._rows(q, f"listing versions of {name!r}")
 
-    def list(self) -> ArtifactList:
-        """The latest version of every name, sorted by name."""
-        latest = select(_A.name, func.max(_A.version).label("v")).group_by(_A.name).subquery()
-        q = (
-            select(ARTIFACTS)
-            .join(latest, (_A.name == latest.c.name) & (_A.version == latest.c.v))
-            .order_by(_A.name)
-        )
+    def list(
+        self, pattern: str | None = None, *, limit: int | None = None, offset: int = 0
+    ) -> ArtifactList:
+        """The latest version of every name matching ``pattern``, sorted by name.
+
+        ``pattern`` is a case-sensitive glob (``fnmatch``: ``*``, ``?``, ``[…]``)
+        matched by the database; ``limit`` and ``offset`` page through the
+        result in the same one query (``iter_list`` pages without offsets).
+        """
+        if limit is not None and (isinstance(limit, bool) or int(limit) < 0):
+            raise InvalidArgumentError(f"limit must be a non-negative int or None, got {limit!r}.")
+        if isinstance(offset, bool) or int(offset) < 0:
+            raise InvalidArgumentError(f"offset must be a non-negative int, got {offset!r}.")
+        q = _latest_query(pattern, None).offset(int(offset) or None)
+        if limit is not None:
+            q = q.limit(int(limit))
         return self._rows(q, "listing artifacts")
+
+    def iter_list(self, pattern: str | None = None, *, page_size: int = 1000) -> Iterator[Artifact]:
+        """Like ``list`` but lazily, one keyset-paged query per ``page_size`` names.
+
+        For callers (the CLI) that must not hold 100k records at once; each page
+        is its own short read, so a name saved meanwhile may or may not appear.
+        """
+        if isinstance(page_size, bool) or int(page_size) < 1:
+            raise InvalidArgumentError(f"page_size must be a positive int, got {page_size!r}.")
+        after: str | None = None
+        while True:
+            page = self._rows(_latest_query(pattern, after).limit(page_size), "listing artifacts")
+            yield from page
+            if len(page) < page_size:
+                return
+            after = page[-1].name
+
+    def find(self, name: str, **params: Any) -> ArtifactList:
+        """Versions of ``name`` whose recorded Luigi task parameters match ``params``, oldest first.
+
+        Parameters are recorded as Luigi serializes them (strings), so a value is
+        compared by its serialized form: ``str`` as is, ``int``/``float``/``bool``
+        by ``str()``, ``date`` by ``isoformat()``, ``dict``/``list`` as JSON
+        structures. Filtering happens here, after a query by name, because JSON
+        equality differs between SQLite and PostgreSQL.
+        """
+        name = check_name(name)
+        wanted = {key: _param_matcher(key, value) for key, value in params.items()}
+        q = select(ARTIFACTS).where(_A.name == name, _A.params.is_not(None)).order_by(_A.version)
+        found = self._rows(q, f"finding versions of {name!r}")
+        return [
+            a
+            for a in found
+            if a.params is not None
+            and all(key in a.params and match(a.params[key]) for key, match in wanted.items())
+        ]
 
     def latest_version(self, name: str) -> int:
         """The highest existing version of ``name``, or -1 when it has none."""
@@ -430,6 +475,83 @@ def _link(tx: fast.Executor, child_id: int, parents: list[tuple[str, int]], chil
             )
         edges.append({"child_id": child_id, "parent_id": parent_id})
     tx.many(_INSERT_LINEAGE, edges)
+
+
+def _latest_query(pattern: str | None, after: str | None) -> Select[Any]:
+    """The latest row of each name (matching ``pattern``, after ``after``), by name."""
+    names = select(_A.name, func.max(_A.version).label("v"))
+    if pattern is not None:
+        names = names.where(_A.name.regexp_match(glob_to_regex(pattern)))
+    if after is not None:
+        names = names.where(_A.name > after)
+    latest = names.group_by(_A.name).subquery()
+    return (
+        select(ARTIFACTS)
+        .join(latest, (_A.name == latest.c.name) & (_A.version == latest.c.v))
+        .order_by(_A.name)
+    )
+
+
+def glob_to_regex(pattern: str) -> str:
+    """An anchored regex, valid for Python (SQLite's REGEXP) and PostgreSQL's ``~``.
+
+    ``fnmatch.translate`` emits Python-only syntax (``(?s:…)\\Z``), so the glob
+    is translated here: ``*``, ``?``, ``[seq]`` and ``[!seq]``; an unclosed
+    ``[`` is a literal, as in ``fnmatch``.
+    """
+    if not isinstance(pattern, str):
+        raise InvalidArgumentError(f"A name pattern is a string, got {pattern!r}.")
+    out, i, n = ["^"], 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[":
+            j = i + 1 if i < n and pattern[i] == "!" else i
+            j = j + 1 if j < n and pattern[j] == "]" else j
+            j = pattern.find("]", j)
+            if j < 0:
+                out.append("\\[")
+                continue
+            body = pattern[i:j].replace("\\", "\\\\").replace("[", "\\[")
+            i = j + 1
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            elif body.startswith("^"):
+                body = "\\" + body
+            out.append(f"[{body}]")
+        else:
+            out.append(re.escape(c))
+    out.append("$")
+    return "".join(out)
+
+
+def _param_matcher(key: str, value: Any) -> Callable[[Any], bool]:
+    """A test of a recorded (Luigi-serialized) parameter against ``value``."""
+    if isinstance(value, (dict, list, tuple)):
+        expected = json.loads(json.dumps(value))
+
+        def same_structure(recorded: Any) -> bool:
+            try:
+                parsed = json.loads(recorded) if isinstance(recorded, str) else recorded
+            except ValueError:
+                return False
+            return bool(parsed == expected)
+
+        return same_structure
+    if isinstance(value, (date, datetime)):
+        text = value.isoformat()
+    elif isinstance(value, (str, int, float)):  # bool is an int: str(True) == "True"
+        text = str(value)
+    else:
+        raise InvalidArgumentError(
+            f"Cannot compare parameter {key}={value!r}: pass a str, int, float, bool, date, "
+            "dict or list (or the string Luigi's Parameter.serialize gives)."
+        )
+    return lambda recorded: recorded == text or str(recorded) == text
 
 
 def _params(name: str, spec: int | str, key: str | None) -> dict[str, Any]:
