@@ -21,14 +21,26 @@ re-resolved only when an input changes: ``options``, the environment variables
 above, ``HOME``, the raw ``[artifact_store]`` / ``[task_history]`` sections or
 Luigi's command-line parser. A section that interpolates ``${VAR}`` is never
 cached, since any variable may change.
+
+Misconfiguration is caught when settings are (re)resolved, never on the cached
+path: an unknown key in ``[artifact_store]`` is a ``ConfigError`` naming the key
+and the nearest accepted one, and a section that looks like ours
+(``[artifact-store]``, ``[linea_luigi]``) gets a ``ConfigWarning``. No
+configured value is ever part of a message: Luigi's own warning about
+unconsumed keys, which prints the value (a password in a URL, say), is
+switched off for the section (``ignore_unconsumed``), since we check the keys.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 import sys
 import threading
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +55,20 @@ from .urls import mask_url, parse_db_url
 ENV_DATABASE_URL = "LINEA_LUIGI_DATABASE_URL"
 ENV_STORAGE_DIR = "LINEA_LUIGI_ARTIFACT_STORAGE_DIR"
 SECTION = "artifact_store"
+#: the keys ``[artifact_store]`` accepts
+SECTION_KEYS = ("db_connection", "artifact_storage_dir", "storage_options", "checksum")
+DEFAULT = "default"
+
+
+class ConfigWarning(UserWarning):
+    """The configuration is probably not what was meant (e.g. a misspelt section name)."""
+
+
+class _Everything:
+    """A set that holds every key: Luigi's unconsumed-key check skips all (we check them)."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
 
 
 def default_home() -> Path:
@@ -160,6 +186,9 @@ def _config_class() -> Any:
         class artifact_store(luigi.Config):
             """luigi.cfg section ``[artifact_store]`` of linea_luigi."""
 
+            # Luigi's warning would print an unknown key's value; ``_check_keys`` names the key
+            ignore_unconsumed = _Everything()
+
             db_connection = luigi.OptionalParameter(
                 default=None, description="SQLAlchemy URL of the artifact metadata database"
             )
@@ -207,6 +236,7 @@ def _inputs() -> tuple[Any, ...] | None:
         raw = getattr(cfg, "data", None)  # Luigi's TOML parser
     if not isinstance(raw, dict):
         return None
+    sections = tuple(raw)  # a look-alike section appearing must re-resolve (and warn)
     cmdline = sys.modules.get("luigi.cmdline_parser")
     parser = cmdline.CmdlineParser.get_instance() if cmdline is not None else None
     env = os.environ
@@ -217,6 +247,7 @@ def _inputs() -> tuple[Any, ...] | None:
         env.get("HOME"),
         id(cfg),
         id(parser),
+        sections,
         *(tuple((raw.get(name) or {}).items()) for name in _WATCHED_SECTIONS),
     )
 
@@ -241,29 +272,157 @@ def resolve_settings() -> Settings:
 
 
 def _resolve() -> Settings:
+    return _resolve_explained()[0]
+
+
+_Lookup = tuple[str, Callable[[], Any]]
+
+
+def _first_hit(*lookups: _Lookup) -> tuple[Any, str]:
+    """The first non-empty value and where it came from; ``(None, DEFAULT)`` if none."""
+    for origin, get in lookups:
+        value = get()
+        if value:
+            return value, origin
+    return None, DEFAULT
+
+
+def _cfg(section: str, key: str) -> _Lookup:
+    return f"luigi.cfg [{section}] {key}", lambda: _luigi_get(section, key)
+
+
+def _resolve_explained() -> tuple[Settings, dict[str, str]]:
+    """The settings and, per setting, where its value came from (see ``explain``)."""
+    _check_config()
     home = default_home()
-    db = (
-        options.get("database_url")
-        or os.environ.get(ENV_DATABASE_URL, "").strip()
-        or _luigi_get(SECTION, "db_connection")
-        or _luigi_get("task_history", "db_connection")
+    db, db_from = _first_hit(
+        ("options.set('database_url')", lambda: options.get("database_url")),
+        (f"environment {ENV_DATABASE_URL}", lambda: os.environ.get(ENV_DATABASE_URL, "").strip()),
+        _cfg(SECTION, "db_connection"),
+        _cfg("task_history", "db_connection"),
     )
-    storage_dir = (
-        options.get("artifact_storage_dir")
-        or os.environ.get(ENV_STORAGE_DIR, "").strip()
-        or _luigi_get(SECTION, "artifact_storage_dir")
+    storage_dir, dir_from = _first_hit(
+        ("options.set('artifact_storage_dir')", lambda: options.get("artifact_storage_dir")),
+        (f"environment {ENV_STORAGE_DIR}", lambda: os.environ.get(ENV_STORAGE_DIR, "").strip()),
+        _cfg(SECTION, "artifact_storage_dir"),
     )
     storage_options = options.get("storage_options")
+    opts_from = "options.set('storage_options')"
     if storage_options is None:
-        raw = _luigi_get(SECTION, "storage_options")
+        raw, opts_from = _first_hit(_cfg(SECTION, "storage_options"))
         storage_options = _parse_storage_options(raw) if raw else {}
     if not db:
         home.mkdir(parents=True, exist_ok=True)
         db = f"sqlite:///{home / 'db.sqlite'}"
     if not storage_dir:
         storage_dir = str(home / "artifacts")
-    checksum = options.get("checksum") or _luigi_get(SECTION, "checksum")
-    return Settings.create(db, storage_dir, storage_options, checksum)
+    checksum, checksum_from = _first_hit(
+        ("options.set('checksum')", lambda: options.get("checksum")),
+        _cfg(SECTION, "checksum"),
+    )
+    settings = Settings.create(db, storage_dir, storage_options, checksum)
+    return settings, {
+        "database_url": db_from,
+        "artifact_storage_dir": dir_from,
+        "storage_options": opts_from,
+        "checksum": checksum_from,
+    }
+
+
+def explain() -> tuple[Settings, dict[str, str]]:
+    """The settings in effect and where each came from, luigi.cfg entries naming their file.
+
+    For ``linea-luigi doctor``; resolves afresh (uncached) and reads the
+    configuration files again, so it is not for hot paths.
+    """
+    settings, origins = _resolve_explained()
+    for setting, origin in origins.items():
+        if origin.startswith("luigi.cfg ["):
+            section, key = origin[len("luigi.cfg [") :].split("] ")
+            path = _file_defining(section, key)
+            origins[setting] = (
+                f"{origin} ({path})"
+                if path
+                else f"command line --{section}-{key}".replace("_", "-")
+            )
+    return settings, origins
+
+
+def _config_files() -> list[str]:
+    """The luigi.cfg files Luigi read, in reading order (later ones win)."""
+    import luigi.configuration
+
+    parser = type(luigi.configuration.get_config())  # type: ignore[no-untyped-call]
+    paths = [str(p) for p in getattr(parser, "_config_paths", [])]
+    return [p for p in paths if os.path.isfile(p)]
+
+
+def _file_defining(section: str, key: str) -> str | None:
+    """The last config file that sets ``[section] key`` (what Luigi reads), or None."""
+    import configparser
+
+    found = None
+    for path in _config_files():
+        reader = configparser.RawConfigParser(strict=False)
+        try:
+            reader.read(path)
+        except configparser.Error:
+            continue
+        if reader.has_option(section, key) or reader.has_option(section, key.replace("_", "-")):
+            found = path
+    return found
+
+
+def _raw_sections() -> dict[str, Any]:
+    """Luigi's parsed configuration, uninterpolated: section name to its raw items."""
+    import luigi.configuration
+
+    cfg = luigi.configuration.get_config()  # type: ignore[no-untyped-call]
+    raw = getattr(cfg, "_sections", None)
+    if raw is None:
+        raw = getattr(cfg, "data", None)
+    return raw if isinstance(raw, dict) else {}
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"[^a-z]", "", text.lower())
+
+
+_OURS = {_squash(SECTION), "artifactsstore", "linealuigi", "artifactstorage"}
+
+
+def _check_config() -> None:
+    """Refuse unknown ``[artifact_store]`` keys; warn about look-alike sections. No values shown."""
+    sections = _raw_sections()
+    ours = sections.get(SECTION)
+    if isinstance(ours, dict):
+        for key in ours:
+            canonical = str(key).replace("-", "_")
+            if canonical in SECTION_KEYS:
+                continue
+            close = difflib.get_close_matches(canonical, SECTION_KEYS, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"Unknown key {key!r} in luigi.cfg section [{SECTION}].{hint} "
+                f"Accepted keys: {', '.join(SECTION_KEYS)}."
+            )
+    for name, items in sections.items():
+        if name == SECTION:
+            continue
+        squashed = _squash(str(name))
+        looks_like = (
+            squashed in _OURS
+            or difflib.SequenceMatcher(None, squashed, _squash(SECTION)).ratio() >= 0.85
+        )
+        has_our_key = isinstance(items, dict) and "artifact_storage_dir" in items
+        if looks_like or has_our_key:
+            warnings.warn(
+                f"luigi.cfg has a section [{name}] that looks like linea_luigi's "
+                f"[{SECTION}], which is read instead; [{name}] is ignored. Rename it to "
+                f"[{SECTION}] if it was meant for linea_luigi.",
+                ConfigWarning,
+                stacklevel=3,
+            )
 
 
 def register_luigi_config() -> None:

@@ -19,18 +19,21 @@ theirs (a revision they would misread sets it to ``'3'``).
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Connection, Table, insert, select, text
+from sqlalchemy import Connection, Table, insert, select, text, update
 from sqlalchemy.engine import URL
 
 from ..errors import DatabaseError, SchemaTooNewError, StoreMismatchError
 from ..urls import mask_url
 from .engine import first, on_dispose, run
 from .migrations import HEAD, VERSION_TABLE
-from .schema import StoreInfoRow
+from .schema import ARTIFACTS, StoreInfoRow
+
+log = logging.getLogger(__name__)
 
 STORAGE_ROOT_KEY = "storage_root"
 SCHEMA_VERSION_KEY = "schema_version"
@@ -41,6 +44,7 @@ LEGACY_SCHEMA_VERSION = "2"
 PG_MIGRATION_LOCK = 0x11EA_1061
 
 _INFO = cast(Table, StoreInfoRow.__table__)
+_ARTIFACT_ID = ARTIFACTS.c.id
 #: the fast path: revision and storage root in one statement (fails if either table is missing)
 _STATE = text(
     f"SELECT (SELECT version_num FROM {VERSION_TABLE}) AS revision, "
@@ -115,6 +119,30 @@ def migrate(url: URL, *, doing: str = "migrating the artifact schema") -> Migrat
     return run(url, lambda conn: _migrate(conn, url), write=True, doing=doing)
 
 
+@dataclass(frozen=True)
+class Status:
+    """What a database says about itself, read without changing anything (``doctor``)."""
+
+    #: Alembic revision, or None when the schema was never created
+    revision: str | None
+    #: the storage root it is bound to, or None when none is yet
+    storage_root: str | None
+    has_artifacts: bool
+
+
+def status(url: URL) -> Status:
+    """Read the revision, the bound root and whether artifacts exist; change nothing.
+
+    Raises ``DatabaseError`` when the database cannot be reached.
+    """
+    first(url, text("SELECT 1"), {}, doing="connecting")  # unreachable: raises
+    state = _state(url)
+    if state is None:
+        return Status(None, None, False)
+    row = first(url, select(_ARTIFACT_ID).limit(1), {}, doing="counting artifacts")
+    return Status(state[0], state[1], row is not None)
+
+
 def _import_alembic() -> None:
     """Import Alembic (~200 ms) before taking the lock, not while others wait on it."""
     from .migrations import runner as runner
@@ -157,7 +185,11 @@ def _migrate(conn: Connection, url: URL) -> Migration:
 
 
 def _bind_root(conn: Connection, url: URL, storage_root: str) -> None:
-    """Record the storage root on first use; refuse a database bound to another one."""
+    """Record the storage root on first use; refuse a database bound to another one.
+
+    While the database holds no artifact it is re-bound instead, so a first
+    run that failed before saving anything does not pin a wrong root forever.
+    """
     c = _INFO.c
     info: dict[str, str] = {k: v for k, v in conn.execute(select(c.key, c.value))}
     recorded_root = info.get(STORAGE_ROOT_KEY)
@@ -166,6 +198,12 @@ def _bind_root(conn: Connection, url: URL, storage_root: str) -> None:
         if SCHEMA_VERSION_KEY not in info:
             conn.execute(insert(_INFO).values(key=SCHEMA_VERSION_KEY, value=LEGACY_SCHEMA_VERSION))
     elif recorded_root != storage_root:
+        if conn.execute(select(_ARTIFACT_ID).limit(1)).first() is None:
+            # nothing was ever published there (e.g. a first run failed on an unwritable
+            # folder): nothing can be lost, so the database follows the configuration
+            conn.execute(update(_INFO).where(c.key == STORAGE_ROOT_KEY).values(value=storage_root))
+            log.info("rebound the empty database %s to %s", mask_url(url), storage_root)
+            return
         raise StoreMismatchError(
             f"The database {mask_url(url)} belongs to the artifact storage {recorded_root!r}, "
             f"but the configured artifact_storage_dir is {storage_root!r}. The database and the "

@@ -1,0 +1,107 @@
+"""Misconfiguration: no configured value in any output, unknown keys named, look-alike
+sections warned about, and a first run that failed does not pin a wrong storage root."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import luigi
+import pytest
+
+import linea_luigi as ll
+from linea_luigi import config
+
+SECRET = "hunter2-s3cret-pw"
+WriteCfg = Callable[[str], Path]
+
+
+class Probe(ll.ArtifactTaskMixin, luigi.Task):
+    """A task whose completeness check resolves the configuration."""
+
+    def run(self) -> None:
+        self.save("done")
+
+
+def _everything_printed(
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    caught: list[warnings.WarningMessage],
+) -> str:
+    out, err = capfd.readouterr()
+    return "\n".join([out, err, caplog.text, *(str(w.message) for w in caught)])
+
+
+def test_a_misspelt_key_is_named_and_its_value_never_shown(
+    luigi_cfg: WriteCfg,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    luigi_cfg(
+        "[artifact_store]\n"
+        f"db_conection = postgresql://user:{SECRET}@db.example/prod\n"
+        f"artifact_storage_dir = {tmp_path / 'a'}\n"
+    )
+    caplog.set_level(logging.DEBUG)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ll.ConfigError) as err:
+            ll.resolve_settings()
+        assert "'db_conection'" in str(err.value)
+        assert "Did you mean 'db_connection'?" in str(err.value)
+        config._config_class()()  # Luigi's unconsumed-key warning would print the value
+        ok = luigi.build([Probe()], local_scheduler=True)  # a whole run fails, quietly
+    assert not ok
+    printed = _everything_printed(capfd, caplog, caught)
+    assert SECRET not in printed and SECRET not in str(err.value)
+    assert "db_conection" in printed  # the run reported the problem
+
+
+@pytest.mark.filterwarnings("ignore:Configuration .* with dashes:DeprecationWarning")
+def test_hyphenated_keys_are_accepted(luigi_cfg: WriteCfg, tmp_path: Path) -> None:
+    luigi_cfg(f"[artifact_store]\nartifact-storage-dir = {tmp_path / 'h'}\n")
+    assert ll.resolve_settings().storage_dir == str(tmp_path / "h")
+
+
+@pytest.mark.parametrize(
+    "section",
+    ["artifact-store", "Artifact_Store", "artifactstore", "linea_luigi", "artifact_stores"],
+)
+def test_a_look_alike_section_is_warned_about(
+    section: str, luigi_cfg: WriteCfg, tmp_path: Path
+) -> None:
+    luigi_cfg(
+        f"[{section}]\ndb_connection = postgresql://u:{SECRET}@h/db\n"
+        f"artifact_storage_dir = {tmp_path / 'meant'}\n"
+    )
+    with pytest.warns(config.ConfigWarning, match=rf"\[{section}\]") as caught:
+        settings = ll.resolve_settings()
+    assert settings.storage_dir.endswith(".linea_luigi/artifacts")  # ignored, as warned
+    assert all(SECRET not in str(w.message) for w in caught)
+    assert all(str(tmp_path) not in str(w.message) for w in caught)
+
+
+def test_a_correct_configuration_warns_nothing(luigi_cfg: WriteCfg, tmp_path: Path) -> None:
+    luigi_cfg(
+        f"[artifact_store]\nartifact_storage_dir = {tmp_path / 'a'}\n"
+        "[task_history]\ndb_connection = sqlite:////tmp/x.sqlite\n"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ll.resolve_settings().storage_dir == str(tmp_path / "a")
+
+
+def test_a_failed_first_run_does_not_pin_the_storage_root(sqlite_url: str, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    broken = ll.ArtifactStore(sqlite_url, str(blocker / "artifacts"))
+    with pytest.raises(ll.StorageError):
+        broken.save(1, "x")  # the root was recorded, nothing was saved
+    fixed = ll.ArtifactStore(sqlite_url, str(tmp_path / "artifacts"))
+    assert fixed.save(1, "x").version == 0  # re-bound: the database held no artifact
+    assert fixed.load("x") == 1
+    with pytest.raises(ll.StoreMismatchError):  # from now on the binding holds
+        ll.ArtifactStore(sqlite_url, str(tmp_path / "elsewhere")).load("x")
