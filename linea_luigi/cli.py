@@ -29,6 +29,8 @@ from .versions import ALL, LATEST, parse_version
 
 #: longest repr ``get`` prints without ``-o``
 REPR_LIMIT = 2000
+#: names per query when listing: memory stays flat however many names there are
+PAGE_SIZE = 1000
 
 
 class _Failure(click.ClickException):
@@ -148,7 +150,7 @@ def main(ctx: click.Context, db_url: str | None, storage_dir: str | None) -> Non
 @click.pass_context
 def list_(ctx: click.Context, pattern: str | None, as_json: bool) -> None:
     """The latest version of every name, sorted; PATTERN is a glob (e.g. 'model*')."""
-    _write_artifacts(_opts(ctx).store().iter_list(pattern), as_json)
+    _write_artifacts(_opts(ctx).store().iter_list(pattern, page_size=PAGE_SIZE), as_json)
 
 
 @main.command()

@@ -339,14 +339,10 @@ class ArtifactStore:
         matched by the database; ``limit`` and ``offset`` page through the
         result in the same one query (``iter_list`` pages without offsets).
         """
-        if limit is not None and (isinstance(limit, bool) or int(limit) < 0):
-            raise InvalidArgumentError(f"limit must be a non-negative int or None, got {limit!r}.")
-        if isinstance(offset, bool) or int(offset) < 0:
-            raise InvalidArgumentError(f"offset must be a non-negative int, got {offset!r}.")
-        q = _latest_query(pattern, None).offset(int(offset) or None)
         if limit is not None:
-            q = q.limit(int(limit))
-        return self._rows(q, "listing artifacts")
+            _check_count("limit", limit, 0)
+        _check_count("offset", offset, 0)
+        return self._rows(_latest_query(pattern, None, limit, offset), "listing artifacts")
 
     def iter_list(self, pattern: str | None = None, *, page_size: int = 1000) -> Iterator[Artifact]:
         """Like ``list`` but lazily, one keyset-paged query per ``page_size`` names.
@@ -354,11 +350,10 @@ class ArtifactStore:
         For callers (the CLI) that must not hold 100k records at once; each page
         is its own short read, so a name saved meanwhile may or may not appear.
         """
-        if isinstance(page_size, bool) or int(page_size) < 1:
-            raise InvalidArgumentError(f"page_size must be a positive int, got {page_size!r}.")
+        _check_count("page_size", page_size, 1)
         after: str | None = None
         while True:
-            page = self._rows(_latest_query(pattern, after).limit(page_size), "listing artifacts")
+            page = self._rows(_latest_query(pattern, after, page_size, 0), "listing artifacts")
             yield from page
             if len(page) < page_size:
                 return
@@ -477,19 +472,31 @@ def _link(tx: fast.Executor, child_id: int, parents: list[tuple[str, int]], chil
     tx.many(_INSERT_LINEAGE, edges)
 
 
-def _latest_query(pattern: str | None, after: str | None) -> Select[Any]:
-    """The latest row of each name (matching ``pattern``, after ``after``), by name."""
+def _latest_query(
+    pattern: str | None, after: str | None, limit: int | None, offset: int
+) -> Select[Any]:
+    """The latest row of each name (matching ``pattern``, after ``after``), by name.
+
+    The page is cut inside the grouping, so the database can walk the
+    ``(name, version)`` index and stop after ``limit`` names.
+    """
     names = select(_A.name, func.max(_A.version).label("v"))
     if pattern is not None:
         names = names.where(_A.name.regexp_match(glob_to_regex(pattern)))
     if after is not None:
         names = names.where(_A.name > after)
-    latest = names.group_by(_A.name).subquery()
+    names = names.group_by(_A.name).order_by(_A.name).offset(offset or None).limit(limit)
+    latest = names.subquery()
     return (
         select(ARTIFACTS)
         .join(latest, (_A.name == latest.c.name) & (_A.version == latest.c.v))
         .order_by(_A.name)
     )
+
+
+def _check_count(what: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidArgumentError(f"{what} must be an int >= {minimum}, got {value!r}.")
 
 
 def glob_to_regex(pattern: str) -> str:

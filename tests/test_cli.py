@@ -21,6 +21,7 @@ from click.testing import CliRunner, Result
 from fault_support import S3_ENV, empty_bucket, moto_s3, s3_client
 
 import linea_luigi as ll
+from linea_luigi import cli
 from linea_luigi.cli import main, parse_spec
 
 SCRIPT = Path(sys.executable).with_name("linea-luigi")
@@ -114,6 +115,28 @@ def test_list_table_and_json(env: Env) -> None:
         "raw",
     ]
     assert json.loads(ok(env.run("list", "--json", "nothing*"))) == []
+
+
+def test_list_reads_page_by_page(local: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No query of the listing returns more than a page, yet every name is printed."""
+    names = [f"p{i}" for i in range(7)]
+    for name in names:
+        local.store.save(0, name)
+    monkeypatch.setattr(cli, "PAGE_SIZE", 2)
+    sizes: list[int] = []
+    rows = ll.ArtifactStore._rows
+
+    def counting(self: ll.ArtifactStore, q: Any, doing: str) -> list[ll.Artifact]:
+        found = rows(self, q, doing)
+        sizes.append(len(found))
+        return found
+
+    monkeypatch.setattr(ll.ArtifactStore, "_rows", counting)
+    listed = [o["name"] for o in json.loads(ok(local.run("list", "--json")))]
+    assert listed == sorted(["features", "model", "other", "raw", *names])
+    assert max(sizes) == 2 and len(sizes) == 6
+    table = ok(local.run("list", "p*")).splitlines()
+    assert [line.split()[0] for line in table[1:]] == names
 
 
 def test_versions(env: Env) -> None:
