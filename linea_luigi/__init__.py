@@ -11,6 +11,7 @@ from .artifact import Artifact, TaskInfo
 from .config import Settings, resolve_settings
 from .default import artifact_store, delete, get, load, save
 from .errors import (
+    ArtifactInUseError,
     ArtifactNotFoundError,
     ArtifactStoreError,
     ChecksumMismatchError,
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Artifact",
+    "ArtifactInUseError",
     "ArtifactNotFoundError",
     "ArtifactStore",
     "ArtifactStoreError",

@@ -7,6 +7,7 @@ catch ``ArtifactStoreError`` and know they have seen everything::
      ├── ConfigError                 bad or missing configuration
      ├── InvalidArgumentError        bad name, version or value argument (also ValueError)
      ├── ArtifactNotFoundError       no such name / version / identity (also LookupError)
+ ├── ArtifactInUseError          the version is still referenced (an alias points at it)
      ├── ChecksumMismatchError       stored bytes differ from what was saved
      ├── StoreMismatchError          database belongs to another storage root
      │    └── SchemaTooNewError      database was migrated by a newer linea_luigi
@@ -36,6 +37,14 @@ class InvalidArgumentError(ArtifactStoreError, ValueError):
 
 class ArtifactNotFoundError(ArtifactStoreError, LookupError):
     """The requested artifact, version or identity does not exist."""
+
+
+class ArtifactInUseError(ArtifactStoreError):
+    """The version cannot be deleted: an alias points at it (move or remove the alias first).
+
+    Refused rather than cascaded, because a deployment that reads
+    ``name@alias`` would otherwise break silently.
+    """
 
 
 class ChecksumMismatchError(ArtifactStoreError):

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, bindparam, delete, func, select
 
+from . import aliases as _aliases
 from .artifact import Artifact, TaskInfo
 from .config import Settings, resolve_settings
 from .db import fast
@@ -35,11 +36,13 @@ from .db.schema import ARTIFACTS, LINEAGE
 from .db.setup import ensure_ready
 from .db.versions import allocate_version
 from .errors import (
+    ArtifactInUseError,
     ArtifactNotFoundError,
     ChecksumMismatchError,
     CommitOutcomeUnknownError,
     InvalidArgumentError,
 )
+from .gc import Duration, GcReport, collect
 from .hashing import HashingWriter, algorithm_of, read_hashed
 from .runs import TaskRun
 from .serialization import DEFAULT_SERIALIZER, get_serializer
@@ -251,10 +254,14 @@ class ArtifactStore:
             else:
                 q = _find(spec == LATEST, False).with_only_columns(_A.id, _A.location)
                 params = {"name": name, "version": spec}
-            found = [(row_id, loc) for row_id, loc in conn.execute(q, params)]
+            # locked: a concurrent set_alias (FOR SHARE) either waits or is seen below
+            found = [(row_id, loc) for row_id, loc in conn.execute(q.with_for_update(), params)]
             if not found:
                 raise self._not_found(conn, name, spec, None)
             ids = [row_id for row_id, _ in found]
+            aliased = _aliases.on_rows(conn, ids)
+            if aliased:
+                raise _in_use(aliased)
             conn.execute(delete(LINEAGE).where(_L.child_id.in_(ids)))
             conn.execute(delete(LINEAGE).where(_L.parent_id.in_(ids)))
             conn.execute(delete(ARTIFACTS).where(_A.id.in_(ids)))
@@ -270,13 +277,122 @@ class ArtifactStore:
                 log.warning("deleted %r but could not remove its value: %s", name, exc)
         return int(count)
 
+    # -- aliases and garbage collection --------------------------------------------
+
+    def set_alias(self, name: str, version: int | str | None, alias: str) -> Artifact:
+        """Point ``name@alias`` at ``version`` (``"latest"`` resolved now); returns that version.
+
+        Creating and moving are one upsert in one transaction; a version that
+        does not exist is refused with ``ArtifactNotFoundError``.
+        """
+        name, alias = check_name(name), _aliases.check_alias(alias)
+        spec = parse_version(version)
+
+        def move(conn: Connection) -> Artifact:
+            # FOR SHARE: a concurrent delete of this version waits for us, then sees the alias
+            q = _find(spec == LATEST, False).with_for_update(read=True)
+            row = conn.execute(q, _params(name, spec, None)).first()
+            if row is None:
+                raise self._not_found(conn, name, spec, None)
+            _aliases.upsert(conn, name, alias, row.version)
+            return self._artifact(row)
+
+        result: Artifact = self._run(move, write=True, doing=f"setting alias {name}@{alias}")
+        return result
+
+    def remove_alias(self, name: str, alias: str) -> int:
+        """Remove ``name@alias``; returns the version it pointed at."""
+        name, alias = check_name(name), _aliases.check_alias(alias)
+
+        def drop(conn: Connection) -> int:
+            version = _aliases.remove(conn, name, alias)
+            if version is None:
+                raise self._no_alias(conn, name, alias)
+            return version
+
+        result: int = self._run(drop, write=True, doing=f"removing alias {name}@{alias}")
+        return result
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """Every alias of ``name`` and the version it points at, sorted by alias."""
+        name = check_name(name)
+        result: dict[str, int] = self._run(
+            lambda c: _aliases.of_name(c, name), write=False, doing=f"reading aliases of {name!r}"
+        )
+        return result
+
+    def gc(
+        self,
+        keep_last: int | None = None,
+        older_than: Duration | None = None,
+        *,
+        dry_run: bool = True,
+        include_inputs: bool = False,
+        grace: Duration | None = None,
+    ) -> GcReport:
+        """Delete old versions and orphan values; a dry run by default (see ``gc.collect``).
+
+        Never the latest version, an aliased one, or (unless ``include_inputs``)
+        an input of a kept artifact; never a value younger than ``grace`` (1 h).
+        """
+        return collect(
+            self,
+            keep_last=keep_last,
+            older_than=older_than,
+            dry_run=dry_run,
+            include_inputs=include_inputs,
+            grace=grace,
+        )
+
+    def _by_alias(self, ref: str, name: str, alias: str) -> Artifact | None:
+        """The version ``name@alias`` names; None when no such alias but an artifact ``ref``."""
+
+        def find(conn: Connection) -> Any:
+            row = conn.execute(_aliases.RESOLVE, {"name": name, "alias": alias}).first()
+            if row is not None:
+                return row
+            if conn.scalar(_probe(True, False), _params(ref, LATEST, None)) is not None:
+                return None  # a name that merely contains '@'
+            raise self._no_alias(conn, name, alias)
+
+        row = self._run(find, write=False, doing=f"reading artifact {ref!r}")
+        return None if row is None else self._artifact(row)
+
+    def _no_alias(self, conn: Connection, name: str, alias: str) -> ArtifactNotFoundError:
+        known = _aliases.of_name(conn, name)
+        if not known:
+            if conn.scalar(_probe(True, False), _params(name, LATEST, None)) is None:
+                return self._not_found(conn, name, LATEST, None)
+            return ArtifactNotFoundError(
+                f"Artifact {name!r} has no aliases; set one with "
+                f"store.set_alias({name!r}, <version>, {alias!r})."
+            )
+        close = difflib.get_close_matches(alias, list(known), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        listed = ", ".join(f"{a} (v{v})" for a, v in known.items())
+        return ArtifactNotFoundError(
+            f"Artifact {name!r} has no alias {alias!r}.{hint} Its aliases: {listed}."
+        )
+
     # -- reading ------------------------------------------------------------------
 
     def get(
         self, name: str, version: int | str | None = None, *, key: str | None = None
     ) -> Artifact:
-        """The record of ``version`` of ``name`` (default latest); ``key`` picks one identity."""
+        """The record of ``version`` of ``name`` (default latest); ``key`` picks one identity.
+
+        ``name`` may be ``"name@alias"`` (see ``set_alias``), without a version or key.
+        """
         name = check_name(name)
+        ref = _aliases.split_ref(name) if _aliases.SEPARATOR in name else None
+        if ref is not None:
+            if (version is not None and version != LATEST) or key is not None:
+                raise InvalidArgumentError(
+                    f"{name!r} names one version through its alias: pass no version or key."
+                )
+            found = self._by_alias(name, *ref)
+            if found is not None:
+                return found
         spec = parse_version(version)
         doing = f"reading artifact {name!r}"
         row = self._first(_find(spec == LATEST, key is not None), doing, **_params(name, spec, key))
@@ -559,6 +675,16 @@ def _param_matcher(key: str, value: Any) -> Callable[[Any], bool]:
             "dict or list (or the string Luigi's Parameter.serialize gives)."
         )
     return lambda recorded: recorded == text or str(recorded) == text
+
+
+def _in_use(aliased: list[tuple[str, str, int]]) -> ArtifactInUseError:
+    pointers = ", ".join(f"{n}@{a} -> v{v}" for n, a, v in aliased)
+    name, alias, _ = aliased[0]
+    return ArtifactInUseError(
+        f"Refusing to delete: aliases point at it ({pointers}). Move the alias to another "
+        f"version (store.set_alias({name!r}, <version>, {alias!r})) or remove it "
+        f"(store.remove_alias({name!r}, {alias!r})), then delete."
+    )
 
 
 def _params(name: str, spec: int | str, key: str | None) -> dict[str, Any]:

@@ -100,9 +100,28 @@ class StoreInfoRow(Base):
     value: Mapped[str] = mapped_column(String(2048))
 
 
+class AliasRow(Base):
+    """A movable label on one version (``"model@production"``), e.g. for deployment.
+
+    No foreign key: a version is checked to exist when an alias is set, and
+    deleting an aliased version is refused (``ArtifactStore.delete``), so the
+    alias never dangles while the artifact rows keep their simple cascade.
+    """
+
+    __tablename__ = "ll_aliases"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(255), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+    #: serves "is this version aliased" (delete, gc) as one index seek
+    __table_args__ = (Index("ix_ll_aliases_version", "name", "version"),)
+
+
 metadata = Base.metadata
 
 #: Core tables, for the hot paths that need no ORM unit of work
 ARTIFACTS = cast(Table, ArtifactRow.__table__)
 LINEAGE = cast(Table, LineageRow.__table__)
 VERSION_COUNTERS = cast(Table, VersionCounterRow.__table__)
+ALIASES = cast(Table, AliasRow.__table__)

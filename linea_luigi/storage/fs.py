@@ -31,6 +31,8 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, BinaryIO, cast
 
 import fsspec
@@ -288,6 +290,44 @@ class ValueStorage:
             self._raise_storage_error("delete", location, exc)
             raise
 
+    # -- listing (garbage collection only; never on the hot path) ----------------------
+
+    def list_values(self) -> Iterator[StoredFile]:
+        """Every file under the root, as locations relative to it, with size and mtime.
+
+        ``modified`` is None where the backend does not say; callers treat
+        such a file as new. Listing is uncached: a stale listing could report
+        a value that was just written as missing, or a deleted one as present.
+        """
+        try:
+            if self._local is not None:
+                yield from self._list_local(self._local)
+                return
+            fs, root = self._fs
+            fs.invalidate_cache(root)
+            if not fs.exists(root):
+                return
+            for path, info in fs.find(root, detail=True).items():
+                location = str(path)[len(root) :].lstrip("/")
+                size = int(info.get("size") or 0)
+                yield StoredFile(location, size, _modified(info))
+        except Exception as exc:
+            self._raise_storage_error("list", "", exc)
+            raise
+
+    @staticmethod
+    def _list_local(folder: str) -> Iterator[StoredFile]:
+        for parent, _dirs, files in os.walk(folder):
+            for file_name in files:
+                path = os.path.join(parent, file_name)
+                try:
+                    st = os.stat(path)
+                except FileNotFoundError:  # removed while we walked
+                    continue
+                location = os.path.relpath(path, folder).replace(os.sep, "/")
+                modified = datetime.fromtimestamp(st.st_mtime, timezone.utc)
+                yield StoredFile(location, st.st_size, modified)
+
     # -- errors -----------------------------------------------------------------------
 
     def _raise_storage_error(
@@ -309,6 +349,33 @@ class ValueStorage:
         for secret in _secrets(self._options):
             text = text.replace(secret, "***")
         return text
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file found under the storage root (``ValueStorage.list_values``)."""
+
+    location: str
+    size_bytes: int
+    #: last modification (UTC), or None when the backend does not report it
+    modified: datetime | None
+
+
+def _modified(info: dict[str, Any]) -> datetime | None:
+    """The modification time in an fsspec ``info`` dict (the key differs per backend)."""
+    for key in ("LastModified", "mtime", "last_modified", "updated", "created"):
+        value = info.get(key)
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return datetime.fromtimestamp(float(value), timezone.utc)
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return None
 
 
 def _protocols(fs: AbstractFileSystem) -> tuple[str, ...]:

@@ -1,0 +1,242 @@
+"""Garbage collection: versions beyond a retention rule, and values no row references.
+
+Old versions pile up (every rerun is a new version) and a crash between
+writing a value and committing its row leaves an orphan file. ``collect``
+removes both, never what someone may still read:
+
+- never the latest version of a name, never a version an alias points at;
+- never a version that a kept artifact was made from (its lineage parent,
+  transitively), unless ``include_inputs``: lineage would otherwise dangle;
+- never a value younger than ``grace``: a save in flight writes its value
+  before its row commits, so a young unreferenced file may be about to be used;
+- only files of our own layout (``<name>/<32 hex>.pkl`` and their temporary
+  siblings), so other files under the storage root are never touched.
+
+Rows go first, in one write transaction that locks the chosen versions (a
+concurrent ``set_alias`` or a save naming one as input either waits or is seen),
+then values, as in ``ArtifactStore.delete``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, delete, select
+
+from .db.schema import ALIASES, ARTIFACTS, LINEAGE
+from .errors import InvalidArgumentError
+from .storage.fs import TMP_MARKER
+
+if TYPE_CHECKING:
+    from .artifact import Artifact
+    from .store import ArtifactStore
+
+_A = ARTIFACTS.c
+_L = LINEAGE.c
+_AL = ALIASES.c
+DEFAULT_GRACE = timedelta(hours=1)
+#: a ``timedelta``, or text such as ``"7d"`` (see ``parse_duration``)
+Duration = timedelta | str
+_CHUNK = 500
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+#: what ``ArtifactStore.save`` writes: ``<dir>/<uuid hex>.pkl``, or a temporary sibling
+_OUR_FILE = re.compile(rf"^[^/]+/[0-9a-f]{{32}}\.pkl({re.escape(TMP_MARKER)}[0-9a-f]{{32}})?$")
+
+
+@dataclass(frozen=True)
+class OrphanValue:
+    """A stored file no artifact row references."""
+
+    uri: str
+    location: str
+    size_bytes: int
+    modified: datetime | None
+
+
+@dataclass(frozen=True)
+class GcReport:
+    """What ``collect`` deleted, or would delete in a dry run."""
+
+    dry_run: bool
+    #: versions deleted (or to delete), by name and version
+    versions: list[Artifact] = field(default_factory=list)
+    #: unreferenced values removed (or to remove)
+    orphans: list[OrphanValue] = field(default_factory=list)
+    #: unreferenced values left alone because they are younger than the grace period
+    young_orphans: list[OrphanValue] = field(default_factory=list)
+    #: values whose removal failed (the rows are gone; they are orphans for the next gc)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes freed (or to free): deleted versions plus removed orphans."""
+        return sum(a.size_bytes for a in self.versions) + sum(o.size_bytes for o in self.orphans)
+
+
+def parse_duration(value: Any, what: str = "duration") -> timedelta:
+    """A ``timedelta`` from itself, or from ``"7d"``, ``"12h"``, ``"30m"``, ``"45s"``, ``"2w"``."""
+    if isinstance(value, timedelta):
+        if value < timedelta(0):
+            raise InvalidArgumentError(f"{what} must not be negative, got {value}.")
+        return value
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise InvalidArgumentError(
+            f"Invalid {what} {value!r}: expected a timedelta or a number with a unit "
+            "s, m, h, d or w, such as '7d' or '12h'."
+        )
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def collect(
+    store: ArtifactStore,
+    *,
+    keep_last: int | None = None,
+    older_than: Duration | None = None,
+    dry_run: bool = True,
+    include_inputs: bool = False,
+    grace: Duration | None = None,
+) -> GcReport:
+    """Delete versions beyond the retention rule and orphan values (see the module docstring).
+
+    A version is beyond the rule when it is not among the ``keep_last`` newest
+    of its name and (if given) was created more than ``older_than`` ago. With
+    neither, no version is deleted: only orphans are.
+    """
+    if keep_last is not None and (
+        isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0
+    ):
+        raise InvalidArgumentError(f"keep_last must be a non-negative int, got {keep_last!r}.")
+    now = datetime.now(timezone.utc)
+    cutoff = None if older_than is None else now - parse_duration(older_than, "older_than")
+    grace_period = DEFAULT_GRACE if grace is None else parse_duration(grace, "grace")
+    rule = keep_last is not None or cutoff is not None
+
+    def versions(conn: Connection) -> tuple[list[Any], list[str]]:
+        chosen = _beyond_rule(conn, keep_last, cutoff) if rule else {}
+        if chosen and not dry_run:
+            _lock(conn, list(chosen))
+        _protect(conn, chosen, include_inputs)
+        rows = sorted(chosen.values(), key=lambda r: (r.name, r.version))
+        if dry_run or not rows:
+            return rows, []
+        ids = [r.id for r in rows]
+        for part in _chunks(ids):
+            conn.execute(delete(LINEAGE).where(_L.child_id.in_(part)))
+            conn.execute(delete(LINEAGE).where(_L.parent_id.in_(part)))
+            conn.execute(delete(ARTIFACTS).where(_A.id.in_(part)))
+        locations = sorted({r.location for r in rows})
+        used: set[str] = set()
+        for part in _chunks(locations):
+            used.update(conn.scalars(select(_A.location).where(_A.location.in_(part))))
+        return rows, [loc for loc in locations if loc not in used]
+
+    rows, unused = store._run(
+        versions, write=not dry_run, doing="collecting garbage" if not dry_run else "planning gc"
+    )
+    report = GcReport(dry_run=dry_run, versions=[store._artifact(r) for r in rows])
+    storage = store._storage
+    for location in unused:
+        try:
+            storage.delete(location)
+        except Exception:  # the rows are gone: the value is an orphan for the next gc
+            report.failed.append(storage.uri(location))
+    _orphans(store, report, now - grace_period)
+    return report
+
+
+def _beyond_rule(
+    conn: Connection, keep_last: int | None, cutoff: datetime | None
+) -> dict[int, Any]:
+    """Rows beyond the retention rule, by id; never a name's latest version."""
+    by_name: dict[str, list[Any]] = defaultdict(list)
+    for row in conn.execute(select(ARTIFACTS).order_by(_A.name, _A.version.desc())):
+        by_name[row.name].append(row)
+    chosen: dict[int, Any] = {}
+    keep = max(keep_last or 0, 1)  # the latest always stays
+    for rows in by_name.values():
+        for row in rows[keep:]:
+            if cutoff is None or _utc(row.created_at) < cutoff:
+                chosen[row.id] = row
+    return chosen
+
+
+def _lock(conn: Connection, ids: list[int]) -> None:
+    """Lock the chosen rows (PostgreSQL; SQLite's write lock is already held)."""
+    for part in _chunks(ids):
+        conn.execute(select(_A.id).where(_A.id.in_(part)).with_for_update()).all()
+
+
+def _protect(conn: Connection, chosen: dict[int, Any], include_inputs: bool) -> None:
+    """Drop from ``chosen`` what aliases point at and, unless told, inputs of kept artifacts."""
+    if not chosen:
+        return
+    aliased = select(_A.id).join(ALIASES, (_AL.name == _A.name) & (_AL.version == _A.version))
+    for row_id in conn.scalars(aliased):
+        chosen.pop(row_id, None)
+    if include_inputs:
+        return
+    parents: dict[int, list[int]] = defaultdict(list)
+    for child, parent in conn.execute(select(_L.child_id, _L.parent_id)):
+        parents[child].append(parent)
+    kept = [child for child in parents if child not in chosen]
+    while kept:  # a kept artifact keeps its inputs, and they keep theirs
+        child = kept.pop()
+        for parent in parents.get(child, ()):
+            if chosen.pop(parent, None) is not None:
+                kept.append(parent)
+
+
+def _orphans(store: ArtifactStore, report: GcReport, young_after: datetime) -> None:
+    """Find (and unless a dry run, remove) values of our layout that no row references."""
+    storage = store._storage
+    files = [f for f in storage.list_values() if _OUR_FILE.match(f.location)]
+    if not files:
+        return
+
+    def referenced(conn: Connection) -> set[str]:
+        found: set[str] = set()
+        for part in _chunks([f.location for f in files]):  # a temp name is never referenced
+            found.update(conn.scalars(select(_A.location).where(_A.location.in_(part))))
+        return found
+
+    used: set[str] = store._run(referenced, write=False, doing="finding orphan values")
+    for f in files:
+        if f.location in used:
+            continue
+        orphan = OrphanValue(storage.uri(f.location), f.location, f.size_bytes, f.modified)
+        if f.modified is None or f.modified > young_after:
+            report.young_orphans.append(orphan)
+            continue
+        if not report.dry_run:
+            try:
+                storage.delete(f.location)
+            except Exception:
+                report.failed.append(orphan.uri)
+                continue
+        report.orphans.append(orphan)
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def format_size(size_bytes: int) -> str:
+    """``1536`` → ``"1.5 KiB"``."""
+    size = float(size_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size_bytes} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size_bytes} B"
