@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 from fault_support import S3_ENV, empty_bucket, moto_s3, s3_client
+from test_task_runs import RModel, build
 
 import linea_luigi as ll
 from linea_luigi import cli
@@ -163,6 +164,22 @@ def test_show(env: Env) -> None:
     assert json.loads(ok(env.run("show", "raw:latest", "--json")))[0]["downstream"] == [
         {"name": "features", "version": 0}
     ]
+
+
+def test_show_lists_recorded_runs_when_history_shares_the_database(
+    luigi_cfg: Callable[[str], Path], sqlite_url: str, storage_dir: Path
+) -> None:
+    luigi_cfg(
+        f"[task_history]\ndb_connection = {sqlite_url}\n"
+        f"[artifact_store]\nartifact_storage_dir = {storage_dir}\n"
+    )
+    assert build(RModel())
+    doc = json.loads(ok(CliRunner().invoke(main, ["show", "RModel.model", "--json"])))[0]
+    assert [r["status"] for r in doc["runs"]] == ["DONE"]
+    assert doc["runs"][0]["finished_at"].endswith("Z")
+    assert doc["upstream"] == [{"name": "RData", "version": 0}]
+    out = ok(CliRunner().invoke(main, ["show", "RModel.model"]))
+    assert f"#{doc['runs'][0]['record_id']} DONE on " in out.split("runs:")[1]
 
 
 def test_get_prints_a_bounded_repr_and_writes_files(env: Env, tmp_path: Path) -> None:
