@@ -12,17 +12,21 @@ from __future__ import annotations
 import pickle
 import reprlib
 import sys
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import click
 
 from . import cli_format as fmt
 from .artifact import Artifact, human_size
-from .config import resolve_settings
+from .config import Settings, explain, resolve_settings
+from .db.migrations import HEAD
 from .db.setup import migrate as migrate_schema
+from .db.setup import status as db_status
 from .default import artifact_store
 from .errors import ArtifactStoreError, InvalidArgumentError, SerializationError, StorageError
+from .storage import ValueStorage
 from .store import ArtifactStore
 from .urls import mask_url, parse_db_url
 from .versions import ALL, LATEST, parse_version
@@ -367,3 +371,173 @@ def migrate(ctx: click.Context, db_url: str | None) -> None:
     click.echo(f"before:   {before}")
     click.echo(f"after:    {result.after}")
     click.echo("already up to date" if result.before == result.after else "migrated")
+
+
+# -- aliases, garbage collection, doctor ----------------------------------------------------
+
+
+@main.command()
+@click.argument("spec", metavar="NAME[:VERSION]")
+@click.argument("alias")
+@click.pass_context
+def tag(ctx: click.Context, spec: str, alias: str) -> None:
+    """Point NAME@ALIAS at a version (default latest), creating or moving the alias."""
+    name, version = parse_spec(spec)
+    artifact = _opts(ctx).store().set_alias(name, version, alias)
+    click.echo(f"{artifact.name}@{alias} -> version {artifact.version}")
+
+
+@main.command()
+@click.argument("name")
+@click.argument("alias")
+@click.pass_context
+def untag(ctx: click.Context, name: str, alias: str) -> None:
+    """Remove the alias NAME@ALIAS (the version itself stays)."""
+    version = _opts(ctx).store().remove_alias(name, alias)
+    click.echo(f"removed {name}@{alias} (was version {version})")
+
+
+@main.command()
+@click.option(
+    "--keep-last", type=click.IntRange(min=0), help="Keep the N newest versions per name."
+)
+@click.option(
+    "--older-than", metavar="DURATION", help="Delete only versions older than this (7d, 12h)."
+)
+@click.option("--dry-run", is_flag=True, help="Only print what would be deleted.")
+@click.option(
+    "--include-inputs",
+    is_flag=True,
+    help="Also delete versions that kept artifacts were made from.",
+)
+@click.option(
+    "--grace",
+    metavar="DURATION",
+    default="1h",
+    show_default=True,
+    help="Leave unreferenced values younger than this (a save may be in flight).",
+)
+@click.pass_context
+def gc(
+    ctx: click.Context,
+    keep_last: int | None,
+    older_than: str | None,
+    dry_run: bool,
+    include_inputs: bool,
+    grace: str,
+) -> None:
+    """Delete old versions and orphan values; never the latest, an aliased one or a kept input.
+
+    Without --keep-last or --older-than no version is deleted, only orphan values.
+    """
+    report = (
+        _opts(ctx)
+        .store()
+        .gc(keep_last, older_than, dry_run=dry_run, include_inputs=include_inputs, grace=grace)
+    )
+    verb = "would delete" if dry_run else "deleted"
+    for a in report.versions:
+        click.echo(f"{verb} {a.name} v{a.version}  {human_size(a.size_bytes)}  {a.uri}")
+    for o in report.orphans:
+        click.echo(f"{verb} orphan value  {human_size(o.size_bytes)}  {o.uri}")
+    if report.young_orphans:
+        click.echo(f"left {len(report.young_orphans)} unreferenced value(s) younger than {grace}")
+    for uri in report.failed:
+        click.echo(f"could not remove {uri} (removed by the next gc)", err=True)
+    summary = (
+        f"{len(report.versions)} version(s), {len(report.orphans)} orphan value(s), "
+        f"{human_size(report.size_bytes)}"
+    )
+    click.echo(f"would free {summary} (dry run)" if dry_run else f"freed {summary}")
+
+
+@main.command()
+@click.pass_context
+def doctor(ctx: click.Context) -> None:
+    """Show the effective configuration and where each value came from, then check it.
+
+    One line per check; exit status 1 if any fails. Passwords are masked and
+    storage_options show their keys only.
+    """
+    opts = _opts(ctx)
+    try:
+        settings, origins = explain()
+    except ArtifactStoreError as err:
+        click.echo(f"✗ configuration: {' '.join(str(err).split())}")
+        ctx.exit(1)
+    if opts.db_url is not None:
+        settings = replace(settings, database_url=parse_db_url(opts.db_url))
+        origins["database_url"] = "command line --db-url"
+    if opts.storage_dir is not None:
+        settings = replace(settings, storage_dir=opts.storage_dir)
+        origins["artifact_storage_dir"] = "command line --storage-dir"
+    shown = {
+        "database_url": mask_url(settings.database_url),
+        "artifact_storage_dir": settings.storage_dir,
+        "storage_options": f"keys {sorted(settings.storage_options)}",
+        "checksum": settings.checksum,
+    }
+    for key, value in shown.items():
+        click.echo(f"{key:<21} {value}  ({origins[key]})")
+    checks = [_check_database(settings), *_check_storage(settings)]
+    for ok, line in checks:
+        click.echo(f"{'✓' if ok else '✗'} {line}")
+    if not all(ok for ok, _ in checks):
+        ctx.exit(1)
+
+
+def _check_database(settings: Settings) -> tuple[bool, str]:
+    url = mask_url(settings.database_url)
+    try:
+        found = db_status(settings.database_url)
+    except ArtifactStoreError as err:
+        return False, f"database unreachable: {' '.join(str(err).split())}"
+    if found.revision == HEAD:
+        return True, f"database reachable and migrated ({HEAD}): {url}"
+    if found.revision is None:
+        return False, f"database reachable but has no schema: run `linea-luigi migrate` ({url})"
+    return False, (
+        f"database at revision {found.revision}, this linea_luigi expects {HEAD}: run "
+        f"`linea-luigi migrate`, or upgrade linea_luigi if the database is newer ({url})"
+    )
+
+
+def _check_storage(settings: Settings) -> list[tuple[bool, str]]:
+    try:
+        storage = ValueStorage(settings.storage_dir, settings.storage_options)
+        probe = f"_doctor/{uuid.uuid4().hex}.probe"
+        with storage.open_write(probe) as handle:
+            handle.write(b"linea_luigi doctor")
+        storage.delete(probe)
+    except ArtifactStoreError as err:
+        return [(False, f"storage not writable: {' '.join(str(err).split())}")]
+    checks = [(True, f"storage writable: {storage.root_uri}")]
+    try:
+        found = db_status(settings.database_url)
+    except ArtifactStoreError:
+        return checks  # reported by the database check
+    if found.storage_root is None or found.storage_root == storage.root_uri:
+        bound = (
+            "matches the database" if found.storage_root else "not bound yet (first save binds it)"
+        )
+        checks.append((True, f"storage root {bound}: {storage.root_uri}"))
+    elif not found.has_artifacts:
+        checks.append(
+            (
+                True,
+                "storage root re-bound on next use (the database holds no artifact): "
+                f"{storage.root_uri}",
+            )
+        )
+    else:
+        checks.append(
+            (
+                False,
+                (
+                    f"storage root mismatch: the database belongs to {found.storage_root}, the "
+                    f"configuration says {storage.root_uri}; change artifact_storage_dir or "
+                    "database_url"
+                ),
+            )
+        )
+    return checks

@@ -354,7 +354,7 @@ def _config_files() -> list[str]:
 
     parser = type(luigi.configuration.get_config())  # type: ignore[no-untyped-call]
     paths = [str(p) for p in getattr(parser, "_config_paths", [])]
-    return [p for p in paths if os.path.isfile(p)]
+    return [os.path.abspath(p) for p in paths if os.path.isfile(p)]
 
 
 def _file_defining(section: str, key: str) -> str | None:

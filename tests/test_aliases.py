@@ -126,3 +126,28 @@ def test_upgrade_from_0002_keeps_data_and_adds_aliases(db_url: str, storage_dir:
     s.save(1, "x")
     s.set_alias("x", 0, "prod")
     assert s.load("x@prod") == 1
+
+
+def test_cli_tag_and_untag(sqlite_url: str, storage_dir: Path) -> None:
+    from click.testing import CliRunner
+
+    from linea_luigi.cli import main
+
+    s = ll.ArtifactStore(sqlite_url, str(storage_dir))
+    s.save("a", "model")
+    s.save("b", "model")
+    base = ["--db-url", sqlite_url, "--storage-dir", str(storage_dir)]
+    tagged = CliRunner().invoke(main, [*base, "tag", "model:0", "production"])
+    assert tagged.exit_code == 0, tagged.output
+    assert tagged.stdout.strip() == "model@production -> version 0"
+    assert s.load("model@production") == "a"
+    got = CliRunner().invoke(main, [*base, "get", "model@production"])
+    assert got.exit_code == 0 and "'a'" in got.stdout
+    assert CliRunner().invoke(main, [*base, "tag", "model", "production"]).exit_code == 0
+    assert s.aliases("model") == {"production": 1}
+    refused = CliRunner().invoke(main, [*base, "delete", "model", "--version", "1", "--yes"])
+    assert refused.exit_code == 1 and "remove_alias" in refused.stderr
+    untagged = CliRunner().invoke(main, [*base, "untag", "model", "production"])
+    assert untagged.stdout.strip() == "removed model@production (was version 1)"
+    missing = CliRunner().invoke(main, [*base, "tag", "model:9", "production"])
+    assert missing.exit_code == 1 and "no version 9" in missing.stderr

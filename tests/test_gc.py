@@ -152,3 +152,29 @@ def test_bad_arguments(store: ll.ArtifactStore) -> None:
             store.gc(older_than=bad)  # type: ignore[arg-type]
     with pytest.raises(ll.InvalidArgumentError, match="keep_last"):
         store.gc(keep_last=-1)
+
+
+def test_cli_gc(sqlite_url: str, storage_dir: Path) -> None:
+    from click.testing import CliRunner
+
+    from linea_luigi.cli import main
+
+    s = ll.ArtifactStore(sqlite_url, str(storage_dir))
+    _pipeline(s)
+    _plant(s, f"data/{uuid.uuid4().hex}.pkl", b"x" * 2048, age_s=2 * 86400)
+    base = ["--db-url", sqlite_url, "--storage-dir", str(storage_dir)]
+    planned = CliRunner().invoke(main, [*base, "gc", "--keep-last", "1", "--dry-run"])
+    assert planned.exit_code == 0, planned.output
+    lines = planned.stdout.splitlines()
+    assert lines[0].startswith("would delete data v1 ") and lines[1].startswith(
+        "would delete model v0 "
+    )
+    assert lines[2].startswith("would delete orphan value  2.0 KiB  file://")
+    assert lines[-1].startswith("would free 2 version(s), 1 orphan value(s), ")
+    assert _versions(s, "data") == [0, 1, 2, 3]
+    done = CliRunner().invoke(main, [*base, "gc", "--keep-last", "1", "--older-than", "0s"])
+    assert done.exit_code == 0, done.output
+    assert done.stdout.splitlines()[-1].startswith("freed 2 version(s), 1 orphan value(s), ")
+    assert _versions(s, "data") == [0, 2, 3]
+    bad = CliRunner().invoke(main, [*base, "gc", "--older-than", "a week"])
+    assert bad.exit_code == 1 and "Invalid older_than" in bad.stderr

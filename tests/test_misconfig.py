@@ -10,6 +10,7 @@ from pathlib import Path
 
 import luigi
 import pytest
+import sqlalchemy as sa
 
 import linea_luigi as ll
 from linea_luigi import config
@@ -60,7 +61,7 @@ def test_a_misspelt_key_is_named_and_its_value_never_shown(
     assert "db_conection" in printed  # the run reported the problem
 
 
-@pytest.mark.filterwarnings("ignore:Configuration .* with dashes:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_hyphenated_keys_are_accepted(luigi_cfg: WriteCfg, tmp_path: Path) -> None:
     luigi_cfg(f"[artifact_store]\nartifact-storage-dir = {tmp_path / 'h'}\n")
     assert ll.resolve_settings().storage_dir == str(tmp_path / "h")
@@ -105,3 +106,47 @@ def test_a_failed_first_run_does_not_pin_the_storage_root(sqlite_url: str, tmp_p
     assert fixed.load("x") == 1
     with pytest.raises(ll.StoreMismatchError):  # from now on the binding holds
         ll.ArtifactStore(sqlite_url, str(tmp_path / "elsewhere")).load("x")
+
+
+def test_doctor(pg_url: str, tmp_path: Path, luigi_cfg: WriteCfg) -> None:
+    """Every value with its origin, the password masked; a mismatched root fails."""
+    from click.testing import CliRunner
+
+    from linea_luigi.cli import main
+
+    url = sa.make_url(pg_url).set(password=SECRET).render_as_string(hide_password=False)
+    cfg = luigi_cfg(f"[artifact_store]\ndb_connection = {url}\n")
+    good = tmp_path / "good"
+    runner = CliRunner()
+    healthy = runner.invoke(main, ["doctor"], env={"LINEA_LUIGI_ARTIFACT_STORAGE_DIR": str(good)})
+    assert healthy.exit_code == 1, healthy.output  # no schema yet
+    ll.ArtifactStore(url, str(good)).save(1, "x")
+    healthy = runner.invoke(main, ["doctor"], env={"LINEA_LUIGI_ARTIFACT_STORAGE_DIR": str(good)})
+    out = healthy.stdout
+    assert healthy.exit_code == 0, out
+    assert SECRET not in healthy.output and ":***@" in out
+    assert f"luigi.cfg [artifact_store] db_connection ({cfg})" in out
+    assert "(environment LINEA_LUIGI_ARTIFACT_STORAGE_DIR)" in out
+    assert "checksum              blake3  (default)" in out
+    assert [line[0] for line in out.splitlines() if line[:1] in "✓✗"] == ["✓", "✓", "✓"]
+    assert list(good.rglob("*.probe")) == []
+
+    moved = runner.invoke(main, ["--storage-dir", str(tmp_path / "other"), "doctor"])
+    assert moved.exit_code == 1
+    assert "✗ storage root mismatch" in moved.stdout
+    assert "(command line --storage-dir)" in moved.stdout
+    assert SECRET not in moved.output
+
+
+def test_doctor_unreachable_database(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from linea_luigi.cli import main
+
+    url = f"postgresql://u:{SECRET}@127.0.0.1:1/db"
+    result = CliRunner().invoke(
+        main, ["--db-url", url, "--storage-dir", str(tmp_path / "s"), "doctor"]
+    )
+    assert result.exit_code == 1
+    assert "✗ database unreachable" in result.stdout
+    assert SECRET not in result.output
