@@ -99,7 +99,8 @@ def parse_spec(spec: str) -> tuple[str, int | str]:
         return name, parse_version(text)
     except InvalidArgumentError as err:
         raise InvalidArgumentError(
-            f"Bad version in {spec!r}: {err} (expected NAME[:VERSION])."
+            f"Bad version in {spec!r}: {err} (expected NAME[:VERSION]; a name containing "
+            f"':' needs its version spelled out, e.g. '{spec}:latest')."
         ) from err
 
 

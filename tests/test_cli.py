@@ -290,6 +290,9 @@ def test_parse_spec_is_strict() -> None:
     assert parse_spec("m:3") == ("m", 3)
     assert parse_spec("m:latest") == ("m", "latest")
     assert parse_spec("m@prod") == ("m@prod", "latest")
+    assert parse_spec("ns:m:latest") == ("ns:m", "latest")
+    with pytest.raises(ll.InvalidArgumentError, match="'ns:m:latest'"):
+        parse_spec("ns:m")
     for bad in ("m:all", "m:v1", "m: 1", "m:+1", "m:\u0661"):
         with pytest.raises(ll.InvalidArgumentError):
             parse_spec(bad)
