@@ -320,3 +320,19 @@ def test_installed_console_script(local: Env) -> None:
         [sys.executable, "-m", "linea_luigi", "--help"], capture_output=True, text=True, timeout=120
     )
     assert module.returncode == 0 and "lineage" in module.stdout
+
+
+def test_installed_console_script_on_postgresql_s3(pg_s3: Env, tmp_path: Path) -> None:
+    """The script in a child process reads luigi.cfg (LUIGI_CONFIG_PATH) and the AWS variables."""
+    listed = _script("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    objs = json.loads(listed.stdout)
+    assert [o["name"] for o in objs] == ["features", "model", "other", "raw"]
+    assert all(o["uri"].startswith(f"s3://{BUCKET}/cli/") for o in objs)
+    out = tmp_path / "raw.npy"
+    written = _script("get", "raw:1", "-o", str(out))
+    assert written.returncode == 0, written.stderr
+    assert np.array_equal(np.load(out), np.arange(12).reshape(3, 4))
+    missing = _script("lineage", "model:5")
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1
+    assert "has no version 5" in missing.stderr
