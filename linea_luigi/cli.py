@@ -9,6 +9,7 @@ Only the store's public API is used, never the database directly.
 
 from __future__ import annotations
 
+import os
 import pickle
 import reprlib
 import sys
@@ -52,6 +53,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:  # `linea-luigi list | head`: the reader has all it wanted
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the exit-time flush cannot fail again
+            sys.exit(1)
         except ArtifactStoreError as err:
             raise _Failure(str(err)) from err
         except Exception as err:  # a bug or an unforeseen failure: still one line

@@ -336,3 +336,20 @@ def test_installed_console_script_on_postgresql_s3(pg_s3: Env, tmp_path: Path) -
     missing = _script("lineage", "model:5")
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1
     assert "has no version 5" in missing.stderr
+
+
+def test_script_piped_into_head_stops_quietly(local: Env) -> None:
+    """A reader that stops early (``| head``) ends the listing without a traceback."""
+    for i in range(300):  # about 120 KB of JSON: more than a pipe holds
+        local.store.save(i, f"bulk{i:04d}")
+    child = subprocess.Popen(
+        [str(SCRIPT), *local.args, "list", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    assert child.stdout.read(100).startswith(b"[")
+    child.stdout.close()
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 1
+    assert err == "", err
