@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from . import cli_format as fmt
+from . import progress
 from .artifact import Artifact, human_size
 from .config import Settings, explain, resolve_settings
 from .db.migrations import HEAD
@@ -253,7 +254,11 @@ def get(ctx: click.Context, spec: str, output: str | None) -> None:
     """Load a value: print a short repr, or write it to a file with -o."""
     store = _opts(ctx).store()
     a = _get(store, spec)
-    value = store.load_artifact(a)
+    progress.force(sys.stderr.isatty())  # a bar for a person at a terminal, none in pipes
+    try:
+        value = store.load_artifact(a)
+    finally:
+        progress.force(None)
     if output is None:
         click.echo(_bounded_repr(value))
         return

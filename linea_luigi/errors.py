@@ -72,7 +72,16 @@ class StorageError(ArtifactStoreError):
 
 
 class DatabaseError(ArtifactStoreError):
-    """The metadata database failed or could not be reached."""
+    """The metadata database failed or could not be reached.
+
+    Raised without a chained cause: the message already carries the driver's
+    one-line reason, and a chain would print a hundred lines of SQLAlchemy
+    frames before it. The driver's exception stays on ``driver_error``.
+    """
+
+    def __init__(self, message: str, *, driver_error: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.driver_error = driver_error
 
 
 class CommitOutcomeUnknownError(DatabaseError):

@@ -230,13 +230,3 @@ def _chunks(items: list[Any]) -> Iterator[list[Any]]:
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
-
-
-def format_size(size_bytes: int) -> str:
-    """``1536`` → ``"1.5 KiB"``."""
-    size = float(size_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size_bytes} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size_bytes} B"

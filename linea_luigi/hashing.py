@@ -23,6 +23,7 @@ from typing import Any, BinaryIO, Protocol
 import blake3
 
 from .errors import ChecksumMismatchError
+from .progress import Progress
 
 BLAKE3 = "blake3"
 SHA256 = "sha256"
@@ -101,9 +102,12 @@ class _Overlap:
 class HashingWriter:
     """File-like writer that forwards to ``raw`` and hashes and counts every byte."""
 
-    def __init__(self, raw: BinaryIO, algorithm: str = DEFAULT_DIGEST) -> None:
+    def __init__(
+        self, raw: BinaryIO, algorithm: str = DEFAULT_DIGEST, progress: Progress | None = None
+    ) -> None:
         self._raw = raw
         self._hash = _Overlap(algorithm)
+        self._progress = progress
         self.size = 0
 
     def write(self, data: Any) -> int:
@@ -117,6 +121,8 @@ class HashingWriter:
                 chunk = view[start : start + CHUNK]
                 self._hash.submit(chunk)  # hashes while the chunk is written
                 self._raw.write(chunk)
+                if self._progress is not None:
+                    self._progress.advance(len(chunk))
             # the caller may reuse its buffer once we return: finish hashing it first
             self._hash.wait()
         self.size += n
@@ -127,7 +133,9 @@ class HashingWriter:
         return self._hash.finish()
 
 
-def read_hashed(raw: BinaryIO, size: int, algorithm: str) -> tuple[memoryview, str, int]:
+def read_hashed(
+    raw: BinaryIO, size: int, algorithm: str, progress: Progress | None = None
+) -> tuple[memoryview, str, int]:
     """Read up to ``size`` bytes into one buffer, hashing chunk k while reading k+1.
 
     Returns the buffer, its digest (``"<algorithm>:<hex>"``) and the number of
@@ -147,6 +155,8 @@ def read_hashed(raw: BinaryIO, size: int, algorithm: str) -> tuple[memoryview, s
                 break
             overlap.submit(chunk[:got])
             pos += got
+            if progress is not None:
+                progress.advance(got)
     finally:
         digest = overlap.finish()
     actual = pos + 1 if pos == size and raw.read(1) else pos

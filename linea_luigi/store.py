@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Select, bindparam, delete, func, select
 
 from . import aliases as _aliases
+from . import progress
 from .artifact import Artifact, TaskInfo
 from .config import Settings, resolve_settings
 from .db import fast
@@ -195,11 +196,14 @@ class ArtifactStore:
         serializer = get_serializer(DEFAULT_SERIALIZER)
         location = f"{_safe_dirname(name)}/{uuid.uuid4().hex}.pkl"
         with self._storage.open_write(location) as handle:
-            writer = HashingWriter(handle, self.settings.checksum)
+            shown = progress.start(f"saving {name}", None)
+            writer = HashingWriter(handle, self.settings.checksum, shown)
             try:
                 serializer.dump(value, writer)  # type: ignore[arg-type]
             finally:
                 digest = writer.finish()
+                if shown is not None:
+                    shown.close()
         row: dict[str, Any] = {
             "name": name,
             "created_at": datetime.now(timezone.utc),
@@ -428,8 +432,13 @@ class ArtifactStore:
         again from storage after the check.
         """
         algorithm = algorithm_of(artifact.digest)
+        shown = progress.start(f"loading {artifact.name} v{artifact.version}", artifact.size_bytes)
         with self._storage.open_read(artifact.location) as handle:
-            data, digest, actual = read_hashed(handle, artifact.size_bytes, algorithm)
+            try:
+                data, digest, actual = read_hashed(handle, artifact.size_bytes, algorithm, shown)
+            finally:
+                if shown is not None:
+                    shown.close()
         if actual != artifact.size_bytes or digest != artifact.digest:
             raise ChecksumMismatchError(
                 f"Artifact {artifact.name!r} v{artifact.version} at {artifact.uri} is corrupt: "

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 import linea_luigi as ll
@@ -53,3 +56,27 @@ def test_each_thread_holds_its_own_connection(store: ll.ArtifactStore) -> None:
     assert len({id(c) for c in [*seen, mine]}) == 4
     # the connections of ended threads are closed when the next one is made
     assert sum(1 for e in fast._all_held if e[2] in seen) <= 1
+
+
+def test_database_errors_are_short_in_scripts(tmp_path: Path) -> None:
+    """A script that cannot reach its database shows our line, not 100+ lines of driver frames."""
+    script = (
+        "import linea_luigi as ll\n"
+        f"ll.ArtifactStore('postgresql://postgres:s3cret@127.0.0.1:1/x', {str(tmp_path)!r})"
+        ".save(1, 'x')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 1
+    assert lines[-1].startswith("linea_luigi.errors.DatabaseError: The artifact database")
+    assert "s3cret" not in run.stderr
+    assert "The above exception was the direct cause" not in run.stderr
+    assert len(lines) < 30, run.stderr
+
+
+def test_the_driver_error_stays_available(tmp_path: Path) -> None:
+    store = ll.ArtifactStore("postgresql://postgres@127.0.0.1:1/x", tmp_path)
+    with pytest.raises(ll.DatabaseError) as info:
+        store.exists("x")
+    assert info.value.__cause__ is None
+    assert "Connection refused" in str(info.value.driver_error)

@@ -121,9 +121,12 @@ def translate(
     if operational:
         return DatabaseError(
             f"The artifact database {mask_url(url)} is unavailable while {doing}: {detail}. "
-            "Check that the database is running and reachable and that the URL is right."
+            "Check that the database is running and reachable and that the URL is right.",
+            driver_error=err,
         )
-    return DatabaseError(f"Database error on {mask_url(url)} while {doing}: {detail}")
+    return DatabaseError(
+        f"Database error on {mask_url(url)} while {doing}: {detail}", driver_error=err
+    )
 
 
 def run(
@@ -180,9 +183,9 @@ def _retrying(url: URL, attempt: Callable[[], T], doing: str) -> T:
                 tries += 1
                 lock_backoff(tries)
                 continue
-            raise translate(err, url, doing) from err
+            raise translate(err, url, doing) from None
         except exc.SQLAlchemyError as err:
-            raise translate(err, url, doing) from err
+            raise translate(err, url, doing) from None
 
 
 def first(
@@ -203,7 +206,7 @@ def first(
             conn.execution_options(**{_SINGLE_OPTION: True})
             return conn.execute(statement, params).first()
     except exc.SQLAlchemyError as err:
-        raise translate(err, url, doing) from err
+        raise translate(err, url, doing) from None
 
 
 def lock_backoff(tries: int) -> None:

@@ -272,7 +272,7 @@ def run(
             if began:
                 _rollback(cursor)
             if isinstance(err, exc.SQLAlchemyError):  # from the pool or a connect event
-                raise translate(err, url, doing) from err
+                raise translate(err, url, doing) from None
             if not isinstance(err, dbapi_error):
                 raise
             lost = conn is not None and (
@@ -294,9 +294,10 @@ def run(
             if committing and lost:
                 raise CommitOutcomeUnknownError(
                     f"{error} The connection was lost during COMMIT, so the write may or may "
-                    "not have been saved."
-                ) from err
-            raise error from err
+                    "not have been saved.",
+                    driver_error=err,
+                ) from None
+            raise error from None
         finally:
             if cursor is not None:
                 _close(cursor)

@@ -123,7 +123,7 @@ class DbTaskHistory(TaskHistory):
             new.commit()
         except exc.SQLAlchemyError as err:
             new.rollback()
-            raise translate(err, self.url, "reading Luigi's task history") from err
+            raise translate(err, self.url, "reading Luigi's task history") from None
         except BaseException:
             new.rollback()
             raise
