@@ -106,3 +106,13 @@ def params_column(db_url: str) -> dict[tuple[str, int], Any]:
         (r.name, r.version): json.loads(r.params) if isinstance(r.params, str) else r.params
         for r in rows
     }
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """Stop a server a test started: terminate, and kill it if it has not exited in 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -32,6 +32,7 @@ import luigi.scheduler
 import pytest
 import sqlalchemy as sa
 import yaml
+from luigi_support import stop_process
 from moto.server import ThreadedMotoServer
 
 import linea_luigi as ll
@@ -347,12 +348,7 @@ def linea_luigid(port: int, tmp_path: Path, env: dict[str, str]) -> Iterator[str
                 time.sleep(0.2)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from luigi_support import REPO, run_python, write_module
+from luigi_support import REPO, run_python, stop_process, write_module
 
 import linea_luigi as ll
 from linea_luigi.urls import parse_db_url
@@ -111,12 +111,7 @@ def scheduler_process(command: list[str], tmp_path: Path, env: dict[str, str]) -
                 time.sleep(0.1)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def get(port: int, path: str) -> tuple[int, str]:

@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
-from moto.server import ThreadedMotoServer
+from fault_support import S3_ENV, moto_s3, s3_client
 
 import linea_luigi as ll
 
@@ -23,24 +22,15 @@ BUCKET = "ll-test"
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_s3() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
 def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    for var, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
+    for var, value in S3_ENV.items():
         monkeypatch.setenv(var, value)
-    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    client = s3_client(s3_endpoint)
     client.create_bucket(Bucket=BUCKET)
     yield client
     for obj in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
