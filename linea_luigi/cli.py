@@ -189,21 +189,8 @@ def show(ctx: click.Context, spec: str, as_json: bool) -> None:
     down = store.downstream(a.name, a.version)
     runs = store.task_runs(a.name, a.version)
     if as_json:
-        doc = fmt.artifact_json(a)
-        doc["upstream"] = [{"name": u.name, "version": u.version} for u in up]
-        doc["downstream"] = [{"name": d.name, "version": d.version} for d in down]
-        doc["runs"] = [
-            {
-                "record_id": r.record_id,
-                "status": r.status,
-                "host": r.host,
-                "scheduled_at": fmt.iso_utc(r.scheduled_at),
-                "started_at": fmt.iso_utc(r.started_at),
-                "finished_at": fmt.iso_utc(r.finished_at),
-                "failed_at": fmt.iso_utc(r.failed_at),
-            }
-            for r in runs
-        ]
+        aliases = sorted(k for k, v in store.aliases(a.name).items() if v == a.version)
+        doc = fmt.detail_json(a, up, down, runs, aliases)
         fmt.stream_json_array([doc], _out)
         click.echo()
         return

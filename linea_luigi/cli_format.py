@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .artifact import Artifact, human_size
+from .runs import TaskRun
 
 #: rows buffered to size the columns before the rest is streamed
 WIDTH_SAMPLE = 500
@@ -51,6 +52,33 @@ def artifact_json(a: Artifact) -> dict[str, Any]:
         "serializer": a.serializer,
         "python_version": a.python_version,
     }
+
+
+def detail_json(
+    a: Artifact,
+    upstream: Iterable[Artifact],
+    downstream: Iterable[Artifact],
+    runs: Iterable[TaskRun],
+    aliases: Iterable[str],
+) -> dict[str, Any]:
+    """One version with its lineage, aliases and task runs (``show --json``, the browser API)."""
+    doc = artifact_json(a)
+    doc["upstream"] = [{"name": u.name, "version": u.version} for u in upstream]
+    doc["downstream"] = [{"name": d.name, "version": d.version} for d in downstream]
+    doc["aliases"] = list(aliases)
+    doc["runs"] = [
+        {
+            "record_id": r.record_id,
+            "status": r.status,
+            "host": r.host,
+            "scheduled_at": iso_utc(r.scheduled_at),
+            "started_at": iso_utc(r.started_at),
+            "finished_at": iso_utc(r.finished_at),
+            "failed_at": iso_utc(r.failed_at),
+        }
+        for r in runs
+    ]
+    return doc
 
 
 def table_row(a: Artifact) -> tuple[str, ...]:

@@ -6,13 +6,17 @@ scheduler records into ``linea_luigi.DbTaskHistory`` (SQLAlchemy 2, psycopg2,
 the artifact database by default) instead of Luigi's, which fails on
 SQLAlchemy 2.1. Without it, this is exactly ``luigid``.
 
-How it is injected: ``luigi.server.run`` takes an optional ``scheduler`` and
-only builds ``Scheduler()`` itself when given none, and ``Scheduler`` takes a
-``task_history_impl`` that overrides the config. So we build
-``Scheduler(task_history_impl=DbTaskHistory())`` and hand it to Luigi's own
-``run``: no patching, and Luigi keeps owning state loading, pruning, signals
-and the tornado app. The scheduler is built inside the served process (after
-``--background`` has forked), so no database connection crosses a fork.
+It also serves the artifact browser (``linea_luigi.web``) under ``/artifacts``
+and ``/api/artifacts``, read-only, on the same port.
+
+How it is injected, without patching Luigi: ``Scheduler`` takes a
+``task_history_impl`` that overrides the config, so we build
+``Scheduler(task_history_impl=DbTaskHistory())``; Luigi's ``server.app``
+builds the tornado application with all of Luigi's handlers, and we add the
+browser's rules to it, then run the few steps of ``luigi.server.run`` (which
+cannot take extra handlers). The scheduler is built inside the served
+process (after ``--background`` has forked), so no database connection
+crosses a fork.
 
 A history database that cannot be reached or created stops the scheduler at
 start with a one-line error, as ``luigid`` stops when its history fails; once
@@ -22,11 +26,15 @@ running, history errors are logged by the scheduler and never stop it.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .. import web
+from ..config import resolve_settings
 from ..errors import ArtifactStoreError
 
 log = logging.getLogger(__name__)
@@ -68,17 +76,64 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def serve(api_port: int = 8082, address: str | None = None, unix_socket: str | None = None) -> None:
-    """Run Luigi's server with our scheduler; the signature ``luigi.process.daemonize`` calls."""
+    """Run Luigi's server with our scheduler and the artifact browser.
+
+    The signature ``luigi.process.daemonize`` calls. This is the sequence of
+    ``luigi.server.run`` (load state, listen, prune every minute, dump state
+    on exit), written out because ``run`` offers no way to add handlers to
+    the tornado application it builds: we take Luigi's own ``app(scheduler)``
+    and add the browser's rules in front of its catch-all ``/api/(.*)``.
+    """
+    import luigi.scheduler
     import luigi.server
+    import tornado.httpserver
+    import tornado.ioloop
+    import tornado.netutil
 
     try:
-        scheduler = build_scheduler()
+        scheduler = build_scheduler() or luigi.scheduler.Scheduler()  # type: ignore[no-untyped-call]
+        catalog = build_catalog(scheduler)
     except ArtifactStoreError as err:
         log.error("linea-luigid cannot start: %s", err)
         raise SystemExit(f"linea-luigid: {err}") from None
-    luigi.server.run(  # type: ignore[no-untyped-call]
-        api_port=api_port, address=address, unix_socket=unix_socket, scheduler=scheduler
+    scheduler.load()
+    application = luigi.server.app(scheduler)  # type: ignore[no-untyped-call]
+    application.add_handlers(
+        r".*", web.routes(catalog, history_pages=catalog.history_url is not None)
     )
+    if unix_socket is not None:
+        sockets = [tornado.netutil.bind_unix_socket(unix_socket)]
+    else:
+        sockets = tornado.netutil.bind_sockets(api_port, address=address)
+    tornado.httpserver.HTTPServer(application).add_sockets(sockets)
+    tornado.ioloop.PeriodicCallback(scheduler.prune, 60_000).start()
+
+    stopped: list[bool] = []
+
+    def stop(signum: int = 0, frame: Any = None) -> None:
+        if not stopped:  # once: a signal exits, and exiting runs atexit
+            stopped.append(True)
+            log.info("Scheduler instance shutting down")
+            scheduler.dump()
+            tornado.ioloop.IOLoop.current().stop()
+        if signum:
+            sys.exit(0)
+
+    atexit.register(stop)
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGQUIT", None)):
+        if sig is not None:
+            signal.signal(sig, stop)
+    log.info("Scheduler starting up; artifacts browsable at /artifacts")
+    tornado.ioloop.IOLoop.current().start()
+
+
+def build_catalog(scheduler: Any) -> web.Catalog:
+    """What the browser reads: the artifact database, and the history if one is recorded."""
+    from .history import DbTaskHistory
+
+    history = getattr(scheduler, "_task_history", None)
+    history_url = history.url if isinstance(history, DbTaskHistory) else None
+    return web.Catalog(resolve_settings().database_url, history_url)
 
 
 def build_scheduler() -> Any:

@@ -1,0 +1,270 @@
+"""What the browser reads: pages of artifacts, one version's neighbourhood, task runs.
+
+The store the browser reads through is bound to the storage root *recorded in
+the database*, not to the scheduler's own ``[artifact_store]`` settings: a
+``luigid`` host rarely configures the workers' storage, and a store built
+from its defaults would try to bind an empty database to the wrong root.
+Nothing here loads a value; only metadata rows are read.
+
+Listing pages are keyset-paged (``after`` / ``before`` a name) and fetched in
+one query each, one row more than shown to know whether another page follows.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import URL, Connection, Select, func, select
+
+from ..artifact import Artifact
+from ..db.engine import run
+from ..db.runs import runs_of_task
+from ..db.schema import ARTIFACTS
+from ..db.setup import status
+from ..errors import ArtifactNotFoundError, InvalidArgumentError
+from ..runs import TaskRun
+from ..store import ArtifactStore, glob_to_regex
+from ..versions import LATEST, check_name
+from . import graph
+
+_A = ARTIFACTS.c
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+_GLOB = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing, with the keys that reach its neighbours."""
+
+    items: list[Artifact]
+    #: the key the next page starts beyond (None: this is the last page)
+    next_key: Any = None
+    #: the key the previous page ends before (None: this is the first page)
+    prev_key: Any = None
+
+
+@dataclass(frozen=True)
+class Detail:
+    """Everything the version page and ``/api/artifacts/<name>/<version>`` show."""
+
+    artifact: Artifact
+    upstream: list[Artifact]
+    downstream: list[Artifact]
+    #: aliases of this name that point at this version
+    aliases: list[str]
+    #: None when the scheduler records no task history
+    runs: list[TaskRun] | None
+    lineage: graph.Layout
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def name_filter(text: str | None) -> str | None:
+    """The glob a search box means: a glob as typed, plain text as a substring."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    return text if _GLOB & set(text) else f"*{text}*"
+
+
+def check_limit(raw: str | None) -> int:
+    """A page size from a query string: 1..``MAX_LIMIT``, ``DEFAULT_LIMIT`` when absent."""
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidArgumentError(f"limit must be a whole number from 1 to {MAX_LIMIT}.")
+    return int(raw)
+
+
+class Catalog:
+    """The artifact database as the browser sees it (one per server, thread-safe)."""
+
+    def __init__(self, db_url: URL, history_url: URL | None) -> None:
+        self.db_url = db_url
+        #: where the scheduler records task history; None when it records none
+        self.history_url = history_url
+        self._store: ArtifactStore | None = None
+        self._lock = threading.Lock()
+
+    def store(self) -> ArtifactStore | None:
+        """The store on the recorded root, or None while the database holds no artifact.
+
+        Cached only once artifacts exist: until then an empty database may
+        still be re-bound to another root by the first worker that saves.
+        """
+        if self._store is not None:
+            return self._store
+        found = status(self.db_url)
+        if found.storage_root is None or not found.has_artifacts:
+            return None
+        with self._lock:
+            if self._store is None:
+                self._store = ArtifactStore(self.db_url, found.storage_root)
+            return self._store
+
+    def _read(self, work: Callable[[ArtifactStore, Connection], Any], doing: str) -> Any:
+        store = self.store()
+        if store is None:
+            return None
+        return store._run(lambda conn: work(store, conn), write=False, doing=doing)
+
+    # -- listings -------------------------------------------------------------------
+
+    def latest(
+        self,
+        *,
+        pattern: str | None = None,
+        family: str | None = None,
+        after: str | None = None,
+        before: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+    ) -> Page:
+        """The latest version of each name (filtered by name glob and task family), by name."""
+        q = _latest_page(pattern, family, after, before, limit)
+
+        def read(store: ArtifactStore, conn: Connection) -> list[Artifact]:
+            return [store._artifact(r) for r in conn.execute(q)]
+
+        rows = self._read(read, "listing artifacts") or []
+        return _cut(
+            rows,
+            limit,
+            backwards=before is not None,
+            came_after=after is not None,
+            key=lambda a: a.name,
+        )
+
+    def versions(self, name: str, *, before: int | None = None, limit: int = DEFAULT_LIMIT) -> Page:
+        """Versions of ``name``, newest first, ``limit`` per page; 404 for an unknown name."""
+        name = check_name(name)
+        q = select(ARTIFACTS).where(_A.name == name)
+        if before is not None:
+            q = q.where(_A.version < before)
+        q = q.order_by(_A.version.desc()).limit(limit + 1)
+
+        def read(store: ArtifactStore, conn: Connection) -> list[Artifact]:
+            return [store._artifact(r) for r in conn.execute(q)]
+
+        rows = self._read(read, f"listing versions of {name!r}") or []
+        if not rows and before is None:
+            raise _unknown(name)
+        more = len(rows) > limit
+        items = rows[:limit]
+        return Page(items, next_key=items[-1].version if more else None, prev_key=before)
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """Every alias of ``name`` and the version it points at."""
+        store = self.store()
+        return {} if store is None else store.aliases(name)
+
+    # -- one version ------------------------------------------------------------------
+
+    def detail(self, name: str, version: str, *, depth: int = graph.DEFAULT_DEPTH) -> Detail:
+        """One version (a number, ``latest`` or an alias) with its lineage and runs."""
+        name = check_name(name)
+        store = self.store()
+        if store is None or not store.exists(name):
+            raise _unknown(name)  # without the store's "did you mean", which reads every name
+        known = store.aliases(name)
+        if version.isdigit():
+            a = store.get(name, int(version))
+        elif version == LATEST:
+            a = store.get(name)
+        elif version in known:
+            a = store.get(name, known[version])
+        else:
+            raise ArtifactNotFoundError(
+                f"Artifact {name!r} has no version or alias {version!r}: a version is a "
+                f"number, 'latest' or one of its aliases ({', '.join(known) or 'none set'})."
+            )
+        layout = store._run(
+            lambda conn: graph.neighbourhood(conn, a, depth),
+            write=False,
+            doing=f"reading the lineage of {name!r}",
+        )
+        return Detail(
+            artifact=a,
+            upstream=store.upstream(name, a.version),
+            downstream=store.downstream(name, a.version),
+            aliases=sorted(alias for alias, v in known.items() if v == a.version),
+            runs=self.runs(a.task_id),
+            lineage=layout,
+        )
+
+    def runs(self, task_id: str | None) -> list[TaskRun] | None:
+        """The recorded runs of ``task_id``; None when no task history is recorded."""
+        if self.history_url is None:
+            return None
+        url = self.history_url
+        found: list[TaskRun] = run(
+            url, lambda conn: runs_of_task(conn, task_id), write=False, doing="reading task runs"
+        )
+        return found
+
+
+def _unknown(name: str) -> ArtifactNotFoundError:
+    return ArtifactNotFoundError(f"No artifact named {name!r} in this store.")
+
+
+def _latest_page(
+    pattern: str | None, family: str | None, after: str | None, before: str | None, limit: int
+) -> Select[Any]:
+    """One query: the latest row per name, filtered, one page (plus one row) by name.
+
+    Without a family filter the page is cut inside the grouping, so the
+    database walks the ``(name, version)`` index and stops after the page;
+    a family filter applies to the latest row and so after the grouping.
+    """
+    backwards = before is not None
+    names: Select[Any] = select(_A.name, func.max(_A.version).label("v"))
+    if pattern is not None:
+        names = names.where(_A.name.regexp_match(glob_to_regex(pattern)))
+    if family is None:
+        names = _keyset(names, _A.name, after, before).group_by(_A.name)
+        names = names.order_by(_A.name.desc() if backwards else _A.name).limit(limit + 1)
+    else:
+        names = names.group_by(_A.name)
+    latest = names.subquery()
+    q: Select[Any] = select(ARTIFACTS).join(
+        latest, (_A.name == latest.c.name) & (_A.version == latest.c.v)
+    )
+    if family is not None:
+        q = _keyset(q.where(_A.task_family == family), _A.name, after, before).limit(limit + 1)
+    return q.order_by(_A.name.desc() if backwards else _A.name)
+
+
+def _keyset(q: Select[Any], column: Any, after: Any, before: Any) -> Select[Any]:
+    if after is not None:
+        q = q.where(column > after)
+    if before is not None:
+        q = q.where(column < before)
+    return q
+
+
+def _cut(
+    rows: list[Artifact],
+    limit: int,
+    *,
+    backwards: bool,
+    came_after: bool,
+    key: Callable[[Artifact], Any],
+) -> Page:
+    """A page from ``limit + 1`` rows read forwards (or backwards, newest key first)."""
+    more = len(rows) > limit
+    items = rows[:limit]
+    if backwards:
+        items.reverse()
+        return Page(
+            items,
+            next_key=key(items[-1]) if items else None,
+            prev_key=key(items[0]) if more else None,
+        )
+    return Page(
+        items,
+        next_key=key(items[-1]) if more else None,
+        prev_key=key(items[0]) if came_after and items else None,
+    )
