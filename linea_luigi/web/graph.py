@@ -1,7 +1,7 @@
 """The lineage neighbourhood of one version, laid out in columns for an SVG drawing.
 
-Ancestors go left, descendants right, one column per step; a node reached at
-several distances sits in the nearest column. Each step is one query over the
+Ancestors go left, descendants right, one column per step; a node reached
+along paths of several lengths sits at the longest, so every edge points right. Each step is one query over the
 frontier, and each column is capped, so a version made from thousands of
 inputs still draws a readable, bounded graph ("+N more" says what is left out;
 the page's own lists are complete).
@@ -23,13 +23,15 @@ MAX_DEPTH = 6
 #: most nodes drawn per column
 PER_COLUMN = 24
 
-NODE_W = 230
+NODE_W = 190
 NODE_H = 34
-GAP_X = 70
+GAP_X = 50
 GAP_Y = 12
 PAD = 16
+#: room above the nodes for edges that skip columns (drawn as arcs over them)
+ARC_ROOM = 40
 #: characters of a label before it is cut with an ellipsis (the tooltip has it all)
-LABEL_CHARS = 30
+LABEL_CHARS = 24
 
 _A = ARTIFACTS.c
 _L = LINEAGE.c
@@ -93,7 +95,28 @@ def neighbourhood(conn: Connection, focus: Artifact, depth: int) -> Layout:
             for rid, (name, version) in ordered[:PER_COLUMN]:
                 found[rid] = (name, version, direction * step)
             frontier = [rid for rid, _ in ordered[:PER_COLUMN]]
-    return layout(found, edges, focus_id, hidden)
+    return layout(_longest_paths(found, edges), edges, focus_id, hidden)
+
+
+def _longest_paths(found: _Found, edges: set[tuple[int, int]]) -> _Found:
+    """Move each node to its longest distance from the focus, so every edge points right.
+
+    Breadth-first levels put both ends of a shortcut (A -> B -> focus and
+    A -> focus) in one column; relaxing along the edges pushes A further out.
+    """
+    level = {rid: lvl for rid, (_, _, lvl) in found.items()}
+    for _ in range(len(level)):  # a DAG settles within as many rounds as it has nodes
+        changed = False
+        for p, c in edges:
+            if p not in level or c not in level:
+                continue
+            if level[p] < 0 and level[c] <= 0 and level[p] > level[c] - 1:
+                level[p], changed = level[c] - 1, True
+            elif level[c] > 0 and level[p] >= 0 and level[c] < level[p] + 1:
+                level[c], changed = level[p] + 1, True
+        if not changed:
+            break
+    return {rid: (name, version, level[rid]) for rid, (name, version, _) in found.items()}
 
 
 def _step(direction: int, frontier: list[int]) -> Any:
@@ -113,12 +136,19 @@ def layout(found: _Found, edges: Iterable[tuple[int, int]], focus_id: int, hidde
     for rid, (name, version, level) in found.items():
         columns[level].append((rid, name, version))
     tallest = max(len(c) for c in columns.values())
-    height = PAD * 2 + tallest * NODE_H + (tallest - 1) * GAP_Y
+    column_of = {level: i for i, level in enumerate(levels)}
+    spans = [
+        column_of[found[c][2]] - column_of[found[p][2]]
+        for p, c in edges
+        if p in found and c in found
+    ]
+    room = ARC_ROOM if any(span > 1 for span in spans) else 0
+    height = room + PAD * 2 + tallest * NODE_H + (tallest - 1) * GAP_Y
     where: dict[int, Node] = {}
     for col, level in enumerate(levels):
         members = sorted(columns[level], key=lambda m: (m[1], m[2]))
         span = len(members) * NODE_H + (len(members) - 1) * GAP_Y
-        top = (height - span) // 2
+        top = room + (height - room - span) // 2
         for row, (rid, name, version) in enumerate(members):
             x = PAD + col * (NODE_W + GAP_X)
             y = top + row * (NODE_H + GAP_Y)
@@ -132,8 +162,14 @@ def layout(found: _Found, edges: Iterable[tuple[int, int]], focus_id: int, hidde
 
 
 def _curve(parent: Node, child: Node) -> str:
-    """A smooth S from the parent's right edge to the child's left edge."""
+    """A smooth S from the parent's right edge to the child's left edge.
+
+    An edge that skips columns arcs over the nodes between, not through them.
+    """
     x1, y1 = parent.x + NODE_W, parent.y + NODE_H // 2
     x2, y2 = child.x, child.y + NODE_H // 2
-    bend = max(GAP_X // 2, abs(x2 - x1) // 2)
+    if child.level - parent.level > 1 or x2 - x1 > GAP_X:
+        lift = min(y1, y2) - NODE_H // 2 - ARC_ROOM + 4
+        return f"M{x1},{y1} C{x1 + GAP_X},{lift} {x2 - GAP_X},{lift} {x2},{y2}"
+    bend = GAP_X // 2
     return f"M{x1},{y1} C{x1 + bend},{y1} {x2 - bend},{y2} {x2},{y2}"
