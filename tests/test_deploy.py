@@ -426,6 +426,27 @@ def test_the_stack_without_docker_runs_the_example(
         report_runs = http_get(f"{base}/history/by_name/Report")
         assert report_runs.count("DONE") >= 2  # one run per alpha
 
+        # the artifact browser on the same port reads the same database
+        listed = json.loads(http_get(f"{base}/api/artifacts"))["artifacts"]
+        assert [(a["name"], a["version"]) for a in listed] == [
+            ("demand.clean", 0),
+            ("demand.features", 0),
+            ("demand.model", 1),
+            ("demand.raw", 0),
+            ("demand.report", 1),
+        ]
+        report = json.loads(http_get(f"{base}/api/artifacts/demand.report/1"))
+        assert report["uri"].startswith("s3://artifacts/pipelines/demand.report/")
+        assert report["upstream"] == [
+            {"name": "demand.features", "version": 0},
+            {"name": "demand.model", "version": 1},
+        ]
+        assert [r["status"] for r in report["runs"]] == ["DONE"]
+        page = http_get(f"{base}/artifacts/demand.report/1?depth=4")
+        for name in ("demand.raw", "demand.clean", "demand.features", "demand.model"):
+            assert f'class="ll-node" data-name="{name}"' in page
+        assert 'class="ll-node ll-focus" data-name="demand.report" data-version="1"' in page
+
     out = run(retrieve)
     assert "demand.report v1" in out and "alpha=10.0" in out
     assert "  demand.model     v1   2 version(s)" in out
