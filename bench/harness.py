@@ -63,7 +63,7 @@ Check = Callable[[dict[str, Cell]], str]
 class Section:
     """One table row group: a workload variant measured for several peers."""
 
-    workload: str  # --only key: dag, array, lookup, concurrent, small, s3
+    workload: str  # --only key: dag, array, lookup, concurrent, small, s3, browse
     label: str
     cells: dict[str, Cell]
     base: str | None = PLAIN  # peer the ratio column divides by; None for "-"

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-WORKLOADS = {"dag", "array", "lookup", "concurrent", "small", "s3"}
+WORKLOADS = {"dag", "array", "lookup", "concurrent", "small", "s3", "browse"}
 PEERS = {
     "dag": {"plain luigi", "linea", "gokart"},
     "array": {"plain luigi", "linea", "gokart", "raw"},
@@ -20,6 +20,7 @@ PEERS = {
     "concurrent": {"plain luigi", "linea", "linea, incl. process start"},
     "small": {"plain luigi", "linea"},
     "s3": {"linea", "raw"},
+    "browse": {"linea"},
 }
 
 

@@ -32,7 +32,7 @@ def layout(rows: int) -> tuple[int, int]:
     return names, rows // names
 
 
-def _filler(column: sa.Column[Any]) -> Callable[[int], Any] | None:
+def filler(column: sa.Column[Any]) -> Callable[[int], Any] | None:
     """A plausible value for a NOT NULL column without a default, by type."""
     if column.nullable or column.server_default is not None:
         return None
@@ -67,7 +67,7 @@ def populate(db_url: str, storage_dir: str, rows: int) -> dict[str, Any]:
     for column in table.columns:
         if column.name in named or (pk == [column.name] and isinstance(column.type, sa.Integer)):
             continue  # set below, or an autoincrement id
-        fill = _filler(column)
+        fill = filler(column)
         if fill is not None:
             fillers[column.name] = fill
     names, per_name = layout(rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..harness import Context, Section
-from . import array, concurrent, dag, lookup, s3, small
+from . import array, browse, concurrent, dag, lookup, s3, small
 
 Workload = Callable[[Context], list[Section]]
 
@@ -16,4 +16,5 @@ WORKLOADS: dict[str, Workload] = {
     "concurrent": concurrent.run,
     "small": small.run,
     "s3": s3.run,
+    "browse": browse.run,
 }

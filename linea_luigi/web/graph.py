@@ -1,10 +1,10 @@
 """The lineage neighbourhood of one version, laid out in columns for an SVG drawing.
 
 Ancestors go left, descendants right, one column per step; a node reached
-along paths of several lengths sits at the longest, so every edge points right. Each step is one query over the
-frontier, and each column is capped, so a version made from thousands of
-inputs still draws a readable, bounded graph ("+N more" says what is left out;
-the page's own lists are complete).
+along paths of several lengths sits at the longest, so every edge points
+right. Each step is one query over the frontier, and each column is capped,
+so a version made from thousands of inputs still draws a readable, bounded
+graph (the page says how many were left out; its lists stay complete).
 """
 
 from __future__ import annotations
