@@ -287,3 +287,42 @@ def test_misuse_raises_our_errors(
     monkeypatch.setattr(MxAttrStore, "artifact_store", "sqlite:///x.db", raising=False)
     with pytest.raises(ll.InvalidArgumentError, match=r"must be an ll\.ArtifactStore"):
         MxAttrStore().complete()
+
+
+class MxParamsBase(luigi.Task):
+    a = luigi.IntParameter(default=1)
+
+
+class MxParams(ll.ArtifactTaskMixin, MxParamsBase):
+    b = luigi.Parameter(default="x")
+    c = b  # one parameter under two names: Luigi orders them by name
+
+
+def _luigi_get_params(cls: type) -> list[tuple[str, Any]]:
+    luigi_own: Any = luigi.Task.get_params
+    return list(luigi_own.__func__(cls))
+
+
+def test_get_params_is_luigis_list_and_follows_changes_to_the_classes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert MxParams.get_params() == _luigi_get_params(MxParams)
+    assert [n for n, _ in MxParams.get_params()] == ["a", "b", "c"]
+    first = MxParams.get_params()
+    first.clear()  # callers get their own list
+    assert MxParams.get_params() == _luigi_get_params(MxParams)
+
+    # added later (luigi.util.inherits does this), on the class or on a base
+    monkeypatch.setattr(MxParams, "d", luigi.Parameter(default="d"), raising=False)
+    monkeypatch.setattr(MxParamsBase, "e", luigi.Parameter(default="e"), raising=False)
+    assert MxParams.get_params() == _luigi_get_params(MxParams)
+    assert {n for n, _ in MxParams.get_params()} == {"a", "b", "c", "d", "e"}
+    # replaced (a monkeypatched default), and shadowed by a non-parameter
+    replaced = luigi.IntParameter(default=2)
+    monkeypatch.setattr(MxParamsBase, "a", replaced)
+    assert dict(MxParams.get_params())["a"] is replaced
+    monkeypatch.setattr(MxParams, "b", "not a parameter")
+    assert MxParams.get_params() == _luigi_get_params(MxParams)
+    monkeypatch.undo()
+    assert MxParams.get_params() == _luigi_get_params(MxParams)
+    assert [n for n, _ in MxParams.get_params()] == ["a", "b", "c"]

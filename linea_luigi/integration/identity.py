@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import luigi
@@ -110,6 +110,33 @@ def task_params(task: Task) -> dict[str, Any]:
 
 
 _class_params: weakref.WeakKeyDictionary[type, list[tuple[str, Any]]] = weakref.WeakKeyDictionary()
+#: per class: the size of each class dict along its MRO, and Luigi's parameter list
+_luigi_params: weakref.WeakKeyDictionary[type, tuple[list[int], list[tuple[str, Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def luigi_params(cls: type, compute: Callable[[], list[tuple[str, Any]]]) -> list[tuple[str, Any]]:
+    """What Luigi's ``get_params()`` returns for ``cls``, computed by ``compute`` when stale.
+
+    Luigi walks ``dir()`` of the class on every call, about a dozen calls per
+    task, so that classes can be extended after they are defined. The list is
+    computed again whenever a class along the MRO gained or lost an attribute
+    (``luigi.util.inherits`` adds parameters) or a remembered parameter is no
+    longer the class's (a replaced default); checking that costs a fraction
+    of the walk. Callers get their own copy of the list.
+    """
+    shape = [len(k.__dict__) for k in cls.__mro__]
+    memo = _luigi_params.get(cls)
+    if (
+        memo is not None
+        and memo[0] == shape
+        and all(getattr(cls, name, None) is param for name, param in memo[1])
+    ):
+        return list(memo[1])
+    params = list(compute())
+    _luigi_params[cls] = (shape, params)
+    return list(params)
 
 
 def _identifying_params(cls: type) -> list[tuple[str, Any]]:

@@ -52,7 +52,7 @@ from ..artifact import Artifact, TaskInfo
 from ..errors import InvalidArgumentError
 from ..store import ArtifactStore
 from ..versions import check_name
-from .identity import REQUIRES_MEMO, identity_key, requirements, task_params
+from .identity import REQUIRES_MEMO, identity_key, luigi_params, requirements, task_params
 from .target import ArtifactTarget
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,16 @@ class ArtifactTaskMixin:
         for memo in (REQUIRES_MEMO, _OUTPUT, _LOADED):
             state.pop(memo, None)
         return state
+
+    @classmethod
+    def get_params(cls) -> list[tuple[str, Any]]:
+        """Luigi's ``get_params()``, remembered per class (see ``identity.luigi_params``).
+
+        Luigi calls it about a dozen times per task and each call walks
+        ``dir()`` of the class, which the mixin's own names make longer.
+        """
+        luigi_get_params: Any = super().get_params  # type: ignore[misc]
+        return luigi_params(cls, luigi_get_params)
 
     # -- identity and store -------------------------------------------------------
 
