@@ -408,6 +408,27 @@ class ArtifactStore:
             raise self._run(explain, write=False, doing=doing)
         return self._artifact(row)
 
+    def _latest_by_keys(self, name: str, keys: Iterable[str]) -> dict[str, Artifact]:
+        """The latest version of ``name`` for each identity key in ``keys`` that has one.
+
+        What ``get(name, key=k)`` returns for each key, in one query per
+        ``_KEYS_PER_QUERY`` keys: a task loading hundreds of inputs reads their
+        records at once. Keys without a version are left out (``get`` explains).
+        """
+        name = check_name(name)
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, Artifact] = {}
+        for start in range(0, len(wanted), _KEYS_PER_QUERY):
+            part = wanted[start : start + _KEYS_PER_QUERY]
+            rows = self._run(
+                lambda c, part=part: list(c.execute(_LATEST_BY_KEYS, {"name": name, "keys": part})),
+                write=False,
+                doing=f"reading artifact {name!r}",
+            )
+            for row in rows:
+                found[row.identity_key] = self._artifact(row)
+        return found
+
     def exists(
         self, name: str, version: int | str | None = None, *, key: str | None = None
     ) -> bool:
@@ -581,6 +602,19 @@ _INSERT_LINEAGE = LINEAGE.insert().values(
 )
 _PARENT_ID = select(_A.id).where(_A.name == bindparam("name"), _A.version == bindparam("version"))
 _LATEST_VERSION = select(func.max(_A.version)).where(_A.name == bindparam("name"))
+#: identity keys per query of ``_latest_by_keys`` (well inside every database's bind limit)
+_KEYS_PER_QUERY = 500
+_BY_KEY = (
+    select(_A.identity_key, func.max(_A.version).label("v"))
+    .where(_A.name == bindparam("name"), _A.identity_key.in_(bindparam("keys", expanding=True)))
+    .group_by(_A.identity_key)
+    .subquery()
+)
+#: the latest row per identity key: the index on (identity_key, name, version) finds each
+#: key's latest version, the unique (name, version) index its row
+_LATEST_BY_KEYS = select(ARTIFACTS).join(
+    _BY_KEY, (_A.name == bindparam("name")) & (_A.version == _BY_KEY.c.v)
+)
 
 
 def _link(tx: fast.Executor, child_id: int, parents: list[tuple[str, int]], child: str) -> None:

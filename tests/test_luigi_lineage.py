@@ -200,3 +200,33 @@ def test_lineage_records_the_version_load_input_read(default: ll.ArtifactStore) 
     assert default.load("LnRacedChild") == "first-child"
     assert default.latest_version("LnRacedRoot") == 1
     assert edges(default.upstream("LnRacedChild", 0)) == [("LnRacedRoot", 0)]
+
+
+def test_fan_in_reads_the_latest_version_of_each_input_in_few_queries(
+    default: ll.ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import linea_luigi.store as store_module
+
+    build([LnMerge(k=5)])
+    # a newer version for one part's identity (as a rerun elsewhere would save)
+    part = LnPart(i=3)
+    replaced = part.output().get().version
+    part.output().save(31, task=part.artifact_task_info())
+    monkeypatch.setattr(store_module, "_KEYS_PER_QUERY", 2)  # several queries, one name
+    asked: list[int] = []
+    real = ll.ArtifactStore._latest_by_keys
+
+    def counting(self: ll.ArtifactStore, name: str, keys: Any) -> Any:
+        found = real(self, name, keys)
+        asked.append(len(found))
+        return found
+
+    monkeypatch.setattr(ll.ArtifactStore, "_latest_by_keys", counting)
+    Register.clear_instance_cache()
+    merge = LnMerge(k=5)
+    assert merge.load_input() == [0, 10, 20, 31, 40]
+    assert asked == [5]
+    merge.save(sum(merge.load_input()))
+    read = sorted({0, 1, 2, 3, 4, 5} - {replaced})
+    assert edges(default.upstream("LnMerge", 1)) == [("LnPart", v) for v in read]
+    assert asked == [5, 5]  # the lineage is what load_input read, not read again

@@ -66,40 +66,43 @@ class _Prepared:
             raise TypeError(f"cannot compile {statement!r}")
         compiled: Any = statement.compile(dialect=dialect)
         self.sql = str(compiled)
-        self.defaults: dict[str, Any] = {}
-        self.processors: dict[str, Callable[[Any], Any]] = {}
+        defaults: dict[str, Any] = {}
+        processors: dict[str, Callable[[Any], Any] | None] = {}
         for bind, key in compiled.bind_names.items():
             if bind.expanding:
                 raise TypeError("expanding parameters are not supported on the fast path")
-            self.defaults[key] = bind.value
-            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if process is not None:
-                self.processors[key] = process
-        self.positions: tuple[str, ...] | None = (
-            tuple(compiled.positiontup) if compiled.positiontup is not None else None
-        )
+            defaults[key] = bind.value
+            processors[key] = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        #: (name, default, processor or None), in the order the driver takes them
+        names = compiled.positiontup if compiled.positiontup is not None else list(defaults)
+        self._plan = [(k, defaults[k], processors[k]) for k in names]
+        self._positional = compiled.positiontup is not None
         self.row: Any = None
-        self.columns: list[Callable[[Any], Any] | None] = []
+        self._columns: list[tuple[int, Callable[[Any], Any]]] = []
         if isinstance(statement, Select):
             cols = list(statement.selected_columns)
             names = [str(c.key) for c in cols]
             self.row = collections.namedtuple("Row", names, rename=True)  # type: ignore[misc]
-            self.columns = [
-                c.type.dialect_impl(dialect).result_processor(dialect, None) for c in cols
-            ]
+            for i, c in enumerate(cols):
+                process = c.type.dialect_impl(dialect).result_processor(dialect, None)
+                if process is not None:
+                    self._columns.append((i, process))
 
     def params(self, given: Mapping[str, Any]) -> Any:
-        values = {k: given.get(k, default) for k, default in self.defaults.items()}
-        for key, process in self.processors.items():
-            values[key] = process(values[key])
-        if self.positions is None:
-            return values
-        return [values[k] for k in self.positions]
+        get = given.get
+        if self._positional:
+            return [get(k, d) if p is None else p(get(k, d)) for k, d, p in self._plan]
+        return {k: get(k, d) if p is None else p(get(k, d)) for k, d, p in self._plan}
 
     def shape(self, raw: tuple[Any, ...]) -> Any:
         if self.row is None:
             return raw
-        return self.row(*[v if p is None else p(v) for p, v in zip(self.columns, raw, strict=True)])
+        if not self._columns:
+            return self.row._make(raw)
+        values = list(raw)
+        for i, process in self._columns:
+            values[i] = process(values[i])
+        return self.row._make(values)
 
 
 @functools.cache
@@ -245,12 +248,14 @@ def run(
     COMMIT. A write that timed out on SQLite's lock is retried. ``work`` must
     touch nothing but the database.
     """
-    if not supports(engine):
+    facts = _facts.get(engine)
+    if facts is None:
+        facts = _facts[engine] = _Facts(engine)
+    if not facts.supported:
         return _engine.run(
             url, lambda c: work(_ConnectionExecutor(c)), write=write, doing=doing, engine=engine
         )
     dialect = engine.dialect
-    dbapi_error = dialect.loaded_dbapi.Error
     tries = 0
     reconnected = False
     while True:
@@ -261,7 +266,7 @@ def run(
             conn = _connection(engine)  # (re)connecting fails like any statement
             cursor = conn.cursor()
             if write:
-                cursor.execute(_BEGIN[dialect.name])
+                cursor.execute(facts.begin)
                 began = True
             result = work(Tx(cursor, dialect))
             if began:
@@ -273,7 +278,7 @@ def run(
                 _rollback(cursor)
             if isinstance(err, exc.SQLAlchemyError):  # from the pool or a connect event
                 raise translate(err, url, doing) from None
-            if not isinstance(err, dbapi_error):
+            if not isinstance(err, facts.dbapi_error):
                 raise
             lost = conn is not None and (
                 dialect.is_disconnect(err, conn, cursor) or getattr(conn, "closed", False)
@@ -303,9 +308,26 @@ def run(
                 _close(cursor)
 
 
+class _Facts:
+    """What ``run`` needs to know about an engine, looked up once."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.supported = supports(engine)
+        self.begin = _BEGIN.get(engine.dialect.name, "BEGIN")
+        dbapi = engine.dialect.loaded_dbapi if self.supported else None
+        self.dbapi_error: Any = dbapi.Error if dbapi is not None else Exception
+
+
+#: per engine (engines live per process and database; weak keys follow ``dispose_all``)
+_facts: weakref.WeakKeyDictionary[Engine, _Facts] = weakref.WeakKeyDictionary()
+
+
 def _close(cursor: Any) -> None:
-    with contextlib.suppress(Exception):  # the connection may be gone already
+    # try/except rather than contextlib.suppress: this runs after every statement
+    try:  # noqa: SIM105
         cursor.close()
+    except Exception:  # the connection may be gone already
+        pass
 
 
 def _rollback(cursor: Any) -> None:

@@ -41,12 +41,13 @@ identity key or the lineage: Luigi only knows them while the task runs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, cast
 
 import luigi
 from luigi.task import flatten as _luigi_flatten
 from luigi.task import getpaths as _luigi_getpaths
+from sqlalchemy.engine import URL
 
 from ..artifact import Artifact, TaskInfo
 from ..errors import InvalidArgumentError
@@ -249,19 +250,19 @@ class ArtifactTaskMixin:
         self, items: Mapping[str | None, tuple[ArtifactTarget, Any]]
     ) -> dict[str | None, Artifact]:
         info = self.artifact_task_info()
-        upstream = self._ll_upstream()
+        own_store = next(iter(items.values()))[0].store  # the targets carry the task's store
+        upstream = self._ll_upstream(own_store.settings.database_url)
         return {k: t.save(value, task=info, upstream=upstream) for k, (t, value) in items.items()}
 
-    def _ll_upstream(self) -> list[Artifact]:
+    def _ll_upstream(self, own_db: URL) -> list[Artifact]:
         """The lineage parents: the exact versions ``load_input()`` read.
 
         A requirement that was not loaded counts with the version it resolves
         to now. Parents in another database are skipped: lineage rows refer to
         ids in one database.
         """
-        own_db = self._ll_store().settings.database_url
         loaded: dict[_TargetId, Artifact] = self.__dict__.get(_LOADED, {})
-        found: dict[tuple[str, int], Artifact] = {}
+        targets: list[ArtifactTarget] = []
         for target in flatten(getpaths(requirements(self._ll_task))):
             if not isinstance(target, ArtifactTarget):
                 continue
@@ -272,7 +273,13 @@ class ArtifactTaskMixin:
                     target,
                 )
                 continue
-            artifact = loaded.get(_target_id(target)) or target.get()
+            targets.append(target)
+        unread = [t for t in targets if _target_id(t) not in loaded]
+        records = _records_of(unread) if unread else {}
+        found: dict[tuple[str, int], Artifact] = {}
+        for target in targets:
+            target_id = _target_id(target)
+            artifact = loaded.get(target_id) or records.get(target_id) or target.get()
             found.setdefault((artifact.name, artifact.version), artifact)
         return [found[k] for k in sorted(found)]
 
@@ -282,16 +289,18 @@ class ArtifactTaskMixin:
         A task gives its value (a dict of values if it has several outputs), a
         list or tuple of tasks a list, a dict of tasks a dict. Outputs that are
         not ``ArtifactTarget`` (e.g. ``luigi.LocalTarget``) are passed through
-        unchanged, as ``self.input()`` would give them.
+        unchanged, as ``self.input()`` would give them. The records of all
+        inputs are read first, a query per store and name, then each value.
         """
         # remember what was read, so save() records these versions as lineage
         # even if an upstream task saves a newer one meanwhile
         loaded: dict[_TargetId, Artifact] = self.__dict__.setdefault(_LOADED, {})
-        return _values_of_requires(requirements(self._ll_task), loaded)
+        outputs = _outputs_of_requires(requirements(self._ll_task))
+        return _values_of_targets(outputs, loaded, _records_of(outputs))
 
     def load_output(self) -> Any:
         """This task's latest value for its identity (a dict with ``artifact_outputs``)."""
-        return _values_of_targets(self.output(), {})
+        return _values_of_targets(self.output(), {}, {})
 
 
 #: instance attribute holding {target identity: Artifact} read by load_input()
@@ -306,26 +315,62 @@ def _target_id(target: ArtifactTarget) -> _TargetId:
     return (target.name, target.key, target.version)
 
 
-def _values_of_requires(struct: Any, loaded: dict[_TargetId, Artifact]) -> Any:
+def _outputs_of_requires(struct: Any) -> Any:
+    """``requires()`` with each task replaced by its ``output()``: dicts stay, sequences list."""
     if isinstance(struct, luigi.Task):
         task: Any = struct
-        return _values_of_targets(task.output(), loaded)
+        return task.output()
     if struct is None:
         return None
     if isinstance(struct, Mapping):
-        return {k: _values_of_requires(v, loaded) for k, v in struct.items()}
+        return {k: _outputs_of_requires(v) for k, v in struct.items()}
     if isinstance(struct, (str, bytes)):
         raise InvalidArgumentError(f"requires() returned {struct!r}; expected tasks.")
-    return [_values_of_requires(v, loaded) for v in cast("Any", struct)]
+    return [_outputs_of_requires(v) for v in cast("Any", struct)]
 
 
-def _values_of_targets(struct: Any, loaded: dict[_TargetId, Artifact]) -> Any:
+def _artifact_targets(struct: Any) -> Iterator[ArtifactTarget]:
     if isinstance(struct, ArtifactTarget):
-        artifact = struct.get()
-        loaded[_target_id(struct)] = artifact
+        yield struct
+    elif isinstance(struct, Mapping):
+        for v in struct.values():
+            yield from _artifact_targets(v)
+    elif isinstance(struct, (list, tuple)):
+        for v in struct:
+            yield from _artifact_targets(v)
+
+
+def _records_of(outputs: Any) -> dict[_TargetId, Artifact]:
+    """The records the targets in ``outputs`` select, read together where they can be.
+
+    Targets of mixin tasks (a name, an identity key, the latest version) are
+    looked up in one query per store and name; any other target, or one
+    without a record, is left to its own ``get()``.
+    """
+    groups: dict[tuple[int, str], tuple[ArtifactStore, set[str]]] = {}
+    for target in _artifact_targets(outputs):
+        if target.key is not None and target.version is None:
+            store = target.store
+            group = groups.setdefault((id(store), target.name), (store, set()))
+            group[1].add(target.key)
+    found: dict[_TargetId, Artifact] = {}
+    for (_, name), (store, keys) in groups.items():
+        if len(keys) > 1:  # a single input reads as fast on its own
+            for key, artifact in store._latest_by_keys(name, keys).items():
+                found[(name, key, None)] = artifact
+    return found
+
+
+def _values_of_targets(
+    struct: Any, loaded: dict[_TargetId, Artifact], records: dict[_TargetId, Artifact]
+) -> Any:
+    if isinstance(struct, ArtifactTarget):
+        target_id = _target_id(struct)
+        artifact = records.get(target_id) or struct.get()
+        loaded[target_id] = artifact
         return artifact.load()
     if isinstance(struct, Mapping):
-        return {k: _values_of_targets(v, loaded) for k, v in struct.items()}
+        return {k: _values_of_targets(v, loaded, records) for k, v in struct.items()}
     if isinstance(struct, (list, tuple)):
-        return [_values_of_targets(v, loaded) for v in struct]
+        return [_values_of_targets(v, loaded, records) for v in struct]
     return struct
