@@ -224,6 +224,10 @@ def test_version_page_shows_metadata_lineage_runs_and_snippet(site: Site) -> Non
     assert f'href="/artifacts/WPart/{parts[0].version}"' in page
     history = f"/history/by_task_id/{quoted(report.task_id or '')}"
     assert f'id="ll-task-history" href="{history}"' in page
+    graph_link = "/static/visualiser/index.html#" + urllib.parse.urlencode(
+        {"tab": "graph", "taskId": report.task_id}
+    )
+    assert f'id="ll-task-graph" class="muted" href="{_escape(graph_link)}"' in page
     status, luigi_page = site.get(history)
     assert status == 200 and "WReport" in luigi_page
     runs = re.search(r'<table id="ll-runs">(.*?)</table>', page, re.S)
@@ -382,6 +386,12 @@ def test_postgresql_with_s3_storage(tmp_path: Path, pg_url: str) -> None:
 
 def _root(site: Site) -> str:
     return str(site.store._storage.root_uri)
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
 
 
 def _unescape(text: str) -> str:

@@ -67,6 +67,11 @@ def url_of(name: str, version: int | str | None = None) -> str:
     return base if version is None else f"{base}/{quote(str(version), safe='')}"
 
 
+def visualiser_url(task_id: str) -> str:
+    """Luigi's visualiser drawing ``task_id``'s dependency graph (its own URL fragment)."""
+    return "/static/visualiser/index.html#" + urlencode({"tab": "graph", "taskId": task_id})
+
+
 def snippet(name: str, version: int) -> str:
     """The line that loads this version; a JSON string is a valid Python literal."""
     return f"ll.load({json.dumps(name, ensure_ascii=False)}, {version})"
@@ -99,6 +104,7 @@ class _Handler(tornado.web.RequestHandler):
             human_size=human_size,
             history_url=self.history_url,
             family_url=lambda family: "/artifacts?" + urlencode({"family": family}),
+            visualiser_url=visualiser_url,
         )
         return ns
 
