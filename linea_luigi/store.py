@@ -192,7 +192,8 @@ class ArtifactStore:
             if not isinstance(p, Artifact):
                 raise InvalidArgumentError(f"upstream must hold Artifact records, got {p!r}.")
             parents[(p.name, p.version)] = None
-        dialect = self._engine().dialect.name  # a wrong database fails before any write
+        engine = self._engine()  # a wrong database fails before any write
+        dialect = engine.dialect.name
         serializer = get_serializer(DEFAULT_SERIALIZER)
         location = f"{_safe_dirname(name)}/{uuid.uuid4().hex}.pkl"
         with self._storage.open_write(location) as handle:
@@ -225,7 +226,8 @@ class ArtifactStore:
                 _link(tx, child_id, list(parents), name)
 
         try:
-            self._hot(publish, write=True, doing=f"saving artifact {name!r}")
+            url = self.settings.database_url
+            fast.run(url, engine, publish, write=True, doing=f"saving artifact {name!r}")
         except CommitOutcomeUnknownError:
             # the row may be committed: its value must stay (at worst an orphan)
             log.warning("kept the value %s of a save whose commit was cut off", location)
@@ -754,6 +756,7 @@ def _where(q: Select[Any], latest: bool, keyed: bool) -> Select[Any]:
     return q if latest else q.where(_A.version == bindparam("version"))
 
 
+@functools.lru_cache(maxsize=1024)
 def _safe_dirname(name: str) -> str:
     """A storage-safe folder for a name: no separators, no dot-only names."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip(".")[:100]
