@@ -1,10 +1,13 @@
 """Value storage on any fsspec filesystem: a URL plus ``storage_options``.
 
 Publishing is atomic on every backend, so a reader never sees half a value:
-on object stores whose files honour ``autocommit=False`` (S3, GCS, Azure) a
-value is uploaded as one object, its multipart upload completed only at the
-end and aborted on error; everywhere else (local folders, ``memory://``, SFTP,
-...) it is written under a temporary sibling name and moved into place.
+on S3 a value is streamed as one multipart upload whose parts go up while the
+value is still being written (``multipart.MultipartWriter``), completed only
+at the end and aborted on error (a small value is one PUT at the end); on the
+other object stores whose files honour ``autocommit=False`` (GCS, Azure) the
+file's own upload is committed or discarded the same way; everywhere else
+(local folders, ``memory://``, SFTP, ...) it is written under a temporary
+sibling name and moved into place.
 
 A local folder is read and written with the operating system's own calls:
 fsspec's local layer normalises every path on every call, which cost more
@@ -39,6 +42,7 @@ import fsspec
 from fsspec.spec import AbstractFileSystem
 
 from ..errors import ArtifactStoreError, ConfigError, StorageError
+from . import multipart
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +94,13 @@ class ValueStorage:
         #: the folder, when values are local files handled with os calls
         self._local: str | None = path if self._renames else None
         self._transactional = bool(_TRANSACTIONAL_PROTOCOLS & set(_protocols(fs)))
+        #: S3 through s3fs: parts uploaded in the background (see ``multipart``)
+        self._multipart = self._transactional and multipart.supports(fs)
+        if self._multipart and multipart.part_size_for(fs) < multipart.MIN_PART_SIZE:
+            raise ConfigError(
+                f"storage_options default_block_size={multipart.part_size_for(fs)} is below "
+                f"S3's smallest part ({multipart.MIN_PART_SIZE} bytes, 5 MiB); raise it."
+            )
         self._made_dirs: set[str] = set()
         #: (pid, handle, location, tries) of uploads whose abort failed (see ``_abandon``)
         self._undiscarded: list[tuple[int, Any, str, int]] = []
@@ -102,10 +113,12 @@ class ValueStorage:
             "_renames": self._renames,
             "_local": self._local,
             "_transactional": self._transactional,
+            "_multipart": self._multipart,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("_multipart", False)  # pickled by an older linea_luigi
         self._made_dirs = set()
         self._undiscarded = []
 
@@ -132,6 +145,10 @@ class ValueStorage:
         """
         if self._local is not None:
             with self._open_local_write(location) as handle:
+                yield handle
+            return
+        if self._multipart:
+            with self._open_multipart_write(location) as handle:
                 yield handle
             return
         fs, _ = self._fs
@@ -161,6 +178,23 @@ class ValueStorage:
                     handle.close()
                 with contextlib.suppress(Exception):  # an orphaned temp value is harmless
                     fs.rm_file(temp)
+            self._raise_storage_error("write", location, exc, writing=True)
+            raise
+        if self._undiscarded:  # the storage answers again: abort what an outage left behind
+            self._retry_discards()
+
+    @contextmanager
+    def _open_multipart_write(self, location: str) -> Iterator[BinaryIO]:
+        try:
+            writer = multipart.MultipartWriter(self._fs[0], self._path(location))
+        except Exception as exc:
+            self._raise_storage_error("open", location, exc, writing=True)
+            raise
+        try:
+            yield cast(BinaryIO, writer)
+            writer.commit()
+        except BaseException as exc:
+            self._abandon(writer, location)
             self._raise_storage_error("write", location, exc, writing=True)
             raise
         if self._undiscarded:  # the storage answers again: abort what an outage left behind
