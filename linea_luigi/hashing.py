@@ -144,6 +144,8 @@ def read_hashed(
     The buffer is private memory of this process (see ``_Buffer``), so what
     is unpickled later is exactly what was hashed here.
     """
+    if size < _THREAD_MIN:
+        return _read_small(raw, size, algorithm, progress)
     buf = _Buffer(size)
     overlap = _Overlap(algorithm)
     pos = 0
@@ -161,6 +163,29 @@ def read_hashed(
         digest = overlap.finish()
     actual = pos + 1 if pos == size and raw.read(1) else pos
     return buf.view[:pos], digest, actual
+
+
+def _read_small(
+    raw: BinaryIO, size: int, algorithm: str, progress: Progress | None
+) -> tuple[memoryview, str, int]:
+    """``read_hashed`` for a value below one chunk: one read into one buffer, hashed inline.
+
+    The buffer has a byte to spare, so a stored object longer than recorded
+    shows in the same read instead of costing another.
+    """
+    view = memoryview(bytearray(size + 1))
+    pos = 0
+    while pos <= size:
+        got = _readinto(raw, view[pos:])
+        if got == 0:
+            break
+        pos += got
+    data = view[: min(pos, size)]
+    hasher = new_hasher(algorithm)
+    hasher.update(data)
+    if progress is not None:
+        progress.advance(len(data))
+    return data, f"{algorithm}:{hasher.hexdigest()}", pos
 
 
 class _Buffer:
