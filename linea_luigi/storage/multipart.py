@@ -36,8 +36,8 @@ MIN_PART_SIZE = 5 * 2**20
 MAX_PART_SIZE = 5 * 2**30
 MAX_PARTS = 10_000
 #: boto3's default part size too. Measured on 256 MiB saves (bench/RESULTS.md): 8 MiB
-#: parts, 4 in flight, beat 16-50 MiB parts and 2-3 in flight, and hold the least memory
-#: (parts from 32 MiB up are fresh ``mmap`` allocations whose pages fault in every time)
+#: parts, 4 in flight, were fastest (16-50 MiB parts and 2, 3 or 6 in flight were slower)
+#: and held ~90 MiB beyond the value (50 MiB parts, 3 in flight: ~560 MiB)
 PART_SIZE = 8 * 2**20
 MAX_IN_FLIGHT = 4
 #: parts double in size after every this many (unless the store wants equal sizes), so
