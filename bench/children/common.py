@@ -32,7 +32,19 @@ def timed_build(tasks: list[Any]) -> float:
 
 
 def peak_rss_kb() -> int:
-    """This process's peak resident set size in KiB (Linux ``ru_maxrss``)."""
+    """This process's own peak resident set size in KiB.
+
+    ``VmHWM`` of this process's memory, not ``ru_maxrss``: the latter carries
+    the parent's peak over ``fork`` + ``exec``, so every child of a harness
+    holding moto's buffers reported the harness's size.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
