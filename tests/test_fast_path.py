@@ -80,3 +80,31 @@ def test_the_driver_error_stays_available(tmp_path: Path) -> None:
         store.exists("x")
     assert info.value.__cause__ is None
     assert "Connection refused" in str(info.value.driver_error)
+
+
+def test_a_write_rolls_back_whole_when_its_first_statement_fails(
+    pg_url: str, storage_dir: Path
+) -> None:
+    """On PostgreSQL BEGIN travels with the first statement: a failure there still rolls back."""
+    store = ll.ArtifactStore(pg_url, storage_dir)
+    store.save("v0", "thing")
+    engine = store._engine()
+    counters = sa.table("ll_version_counters", sa.column("name"), sa.column("next_version"))
+    bump = counters.update().values(next_version=99).where(counters.c.name == "thing")
+    broken = sa.text("SELECT 1/0")
+
+    def fail_first(tx: fast.Executor) -> None:
+        tx.execute(broken, {})
+
+    def fail_second(tx: fast.Executor) -> None:
+        tx.execute(bump, {})
+        tx.execute(broken, {})
+
+    for work in (fail_first, fail_second):
+        with pytest.raises(ll.DatabaseError, match="division by zero"):
+            fast.run(store.settings.database_url, engine, work, write=True, doing="testing")
+        # the held connection is usable (no "current transaction is aborted"), nothing kept
+        assert store.latest_version("thing") == 0
+    assert store.save("v1", "thing").version == 1
+    status = fast.held_connection(engine).get_transaction_status()
+    assert status == 0  # psycopg2's TRANSACTION_STATUS_IDLE: no transaction left open

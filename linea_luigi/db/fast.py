@@ -8,7 +8,7 @@ are compiled once per dialect and run straight on a DBAPI cursor, with
 SQLAlchemy's own bind and result processors for the typed columns, on a
 connection kept per thread and process in autocommit mode: a lone read is its
 own transaction, a write is an explicit ``BEGIN IMMEDIATE`` (SQLite) or
-``BEGIN`` (PostgreSQL) … ``COMMIT``.
+``BEGIN`` (PostgreSQL, in the round trip of the first statement) … ``COMMIT``.
 
 Only SQLite and PostgreSQL (psycopg2) take this path; other databases run the
 same work through ``engine.run`` on a SQLAlchemy ``Connection``, behind the
@@ -111,16 +111,32 @@ def _prepared(statement: Executable, dialect: Dialect) -> _Prepared:
 
 
 class Tx:
-    """``Executor`` on a DBAPI cursor: one fast transaction, or lone reads."""
+    """``Executor`` on a DBAPI cursor: one fast transaction, or lone reads.
 
-    def __init__(self, cursor: Any, dialect: Dialect) -> None:
+    ``begin``: a BEGIN to send in front of the first statement, in the same
+    round trip (PostgreSQL's simple query protocol runs both; the result is
+    the statement's). ``began``: it may have reached the server (so a failure
+    must roll back); ``confirmed``: the server answered it.
+    """
+
+    def __init__(self, cursor: Any, dialect: Dialect, begin: str | None = None) -> None:
         self._cursor = cursor
         self._dialect = dialect
+        self._begin = begin
+        self.began = self.confirmed = False
+
+    def _send(self, sql: str, params: Any) -> None:
+        if self._begin is None or self.began:
+            self._cursor.execute(sql, params)
+            return
+        self.began = True
+        self._cursor.execute(f"{self._begin}; {sql}", params)
+        self.confirmed = True
 
     def first(self, statement: Executable, params: Mapping[str, Any]) -> Any:
         """The first row (attributes named like the selected columns), or None."""
         prepared = _prepared(statement, self._dialect)
-        self._cursor.execute(prepared.sql, prepared.params(params))
+        self._send(prepared.sql, prepared.params(params))
         raw = self._cursor.fetchone()
         return None if raw is None else prepared.shape(raw)
 
@@ -131,10 +147,14 @@ class Tx:
 
     def execute(self, statement: Executable, params: Mapping[str, Any]) -> None:
         prepared = _prepared(statement, self._dialect)
-        self._cursor.execute(prepared.sql, prepared.params(params))
+        self._send(prepared.sql, prepared.params(params))
 
     def many(self, statement: Executable, rows: Iterable[Mapping[str, Any]]) -> None:
         prepared = _prepared(statement, self._dialect)
+        if self._begin is not None and not self.began:  # executemany takes one statement
+            self.began = True
+            self._cursor.execute(self._begin)
+            self.confirmed = True
         self._cursor.executemany(prepared.sql, [prepared.params(r) for r in rows])
 
 
@@ -261,21 +281,26 @@ def run(
     while True:
         conn = None
         cursor = None
+        tx: Tx | None = None
         began = committing = False
         try:
             conn = _connection(engine)  # (re)connecting fails like any statement
             cursor = conn.cursor()
-            if write:
+            if write and not facts.joined_begin:
                 cursor.execute(facts.begin)
                 began = True
-            result = work(Tx(cursor, dialect))
-            if began:
+            tx = Tx(cursor, dialect, facts.begin if write and facts.joined_begin else None)
+            result = work(tx)
+            if began or tx.began:
                 committing = True
                 cursor.execute("COMMIT")
             return result
         except BaseException as err:
-            if began:
+            # a joined BEGIN that got no answer counts as not begun for the retry below
+            # (no COMMIT was sent, so the server kept nothing), but is rolled back
+            if began or (tx is not None and tx.began):
                 _rollback(cursor)
+            began = began or (tx is not None and tx.confirmed)
             if isinstance(err, exc.SQLAlchemyError):  # from the pool or a connect event
                 raise translate(err, url, doing) from None
             if not isinstance(err, facts.dbapi_error):
@@ -314,6 +339,9 @@ class _Facts:
     def __init__(self, engine: Engine) -> None:
         self.supported = supports(engine)
         self.begin = _BEGIN.get(engine.dialect.name, "BEGIN")
+        #: BEGIN travels with the first statement (one round trip less per write); the
+        #: sqlite3 module runs one statement per call, and SQLite's BEGIN costs no trip
+        self.joined_begin = engine.dialect.name == "postgresql"
         dbapi = engine.dialect.loaded_dbapi if self.supported else None
         self.dbapi_error: Any = dbapi.Error if dbapi is not None else Exception
 
