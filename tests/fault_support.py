@@ -14,6 +14,7 @@ import contextlib
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -193,6 +194,24 @@ def empty_bucket(client: Any, bucket: str) -> None:
         client.delete_object(Bucket=bucket, Key=key)
     for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
         client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+
+
+@contextmanager
+def fresh_bucket(endpoint: str, prefix: str) -> Iterator[str]:
+    """A new, uniquely named bucket; emptied (uploads aborted) and removed afterwards."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    client = s3_client(endpoint)
+    client.create_bucket(Bucket=name)
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(Exception):  # a test may have removed it on purpose
+            empty_bucket(client, name)
+            client.delete_bucket(Bucket=name)
+
+
+#: fail fast where a test provokes a connection failure: retries only delay the same error
+ONE_ATTEMPT = {"retries": {"max_attempts": 1}}
 
 
 def wait_until(ready: Callable[[], bool], what: str, timeout: float = 30.0) -> None:

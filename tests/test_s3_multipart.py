@@ -10,7 +10,6 @@ object's part count (its ETag), pending multipart uploads, the rows.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import traceback
 import uuid
@@ -20,13 +19,22 @@ from typing import Any
 import blake3
 import numpy as np
 import pytest
-from fault_support import S3_ENV, UP, TcpProxy, keys, moto_s3, pending_uploads, s3_client
+from fault_support import (
+    ONE_ATTEMPT,
+    S3_ENV,
+    UP,
+    TcpProxy,
+    fresh_bucket,
+    keys,
+    moto_s3,
+    pending_uploads,
+    s3_client,
+)
 
 import linea_luigi as ll
 from linea_luigi.storage import ValueStorage
 
 PART = 5 * 2**20
-ONE_ATTEMPT = {"retries": {"max_attempts": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +47,8 @@ def endpoint() -> Iterator[str]:
 def bucket(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     for var, value in S3_ENV.items():
         monkeypatch.setenv(var, value)
-    name = f"ll-mp-{uuid.uuid4().hex[:8]}"
-    client = s3_client(endpoint)
-    client.create_bucket(Bucket=name)
-    yield name
-    with contextlib.suppress(Exception):
-        for key in keys(client, name):
-            client.delete_object(Bucket=name, Key=key)
-        for upload in client.list_multipart_uploads(Bucket=name).get("Uploads", []):
-            client.abort_multipart_upload(
-                Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"]
-            )
-        client.delete_bucket(Bucket=name)
+    with fresh_bucket(endpoint, "ll-mp") as name:
+        yield name
 
 
 @pytest.fixture

@@ -28,14 +28,22 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-from fault_support import DOWN, S3_ENV, TcpProxy, keys, moto_s3, pending_uploads, s3_client
+from fault_support import (
+    DOWN,
+    ONE_ATTEMPT,
+    S3_ENV,
+    TcpProxy,
+    fresh_bucket,
+    keys,
+    moto_s3,
+    pending_uploads,
+    s3_client,
+)
 
 import linea_luigi as ll
 from linea_luigi.storage import ValueStorage
 
 REPO = Path(__file__).resolve().parents[1]
-#: fail fast where a test provokes a connection failure: retries only delay the same error
-ONE_ATTEMPT = {"retries": {"max_attempts": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +56,8 @@ def endpoint() -> Iterator[str]:
 def bucket(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     for var, value in S3_ENV.items():
         monkeypatch.setenv(var, value)
-    name = f"ll-err-{uuid.uuid4().hex[:8]}"
-    client = s3_client(endpoint)
-    client.create_bucket(Bucket=name)
-    yield name
-    with contextlib.suppress(Exception):  # a test may have removed it on purpose
-        for key in keys(client, name):
-            client.delete_object(Bucket=name, Key=key)
-        client.delete_bucket(Bucket=name)
+    with fresh_bucket(endpoint, "ll-err") as name:
+        yield name
 
 
 def _s3_store(db: str, root: str, endpoint: str, **options: Any) -> ll.ArtifactStore:

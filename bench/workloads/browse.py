@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..harness import LINEA, Cell, Check, Context, Section, new_cells, progress, verdict
-from .lookup import database
+from ..harness import LINEA, Context, Section, new_cells, progress
+from .lookup import database, under
 
 PAGES = {
     "first": ("/artifacts, first page", "< 300 ms"),
@@ -17,14 +17,6 @@ PAGES = {
 }
 LIMIT_MS = 300.0
 BACKENDS = ("SQLite", "PostgreSQL")
-
-
-def _under(limit: float) -> Check:
-    def check(cells: dict[str, Cell]) -> str:
-        m = cells[LINEA].median
-        return verdict(None if m is None else m < limit)
-
-    return check
 
 
 def run(ctx: Context) -> list[Section]:
@@ -55,7 +47,7 @@ def run(ctx: Context) -> list[Section]:
                     cells[page],
                     base=None,
                     target=target,
-                    check=_under(LIMIT_MS) if page == "first" else None,
+                    check=under(LIMIT_MS) if page == "first" else None,
                     notes=note,
                 )
             )

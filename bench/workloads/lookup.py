@@ -28,7 +28,9 @@ def database(ctx: Context, backend: str) -> Iterator[tuple[str, str]]:
                 yield url, f"{root}/artifacts"
 
 
-def _under(limit: float) -> Check:
+def under(limit: float) -> Check:
+    """Check "the median is below ``limit``" (a latency target in the cell's unit)."""
+
     def check(cells: dict[str, Cell]) -> str:
         m = cells[LINEA].median
         return verdict(None if m is None else m < limit)
@@ -73,7 +75,7 @@ def run(ctx: Context) -> list[Section]:
                     cells[op],
                     base=None,
                     target=target,
-                    check=_under(limit) if op != "exists_missing" else None,
+                    check=under(limit) if op != "exists_missing" else None,
                     notes=note,
                 )
             )
