@@ -15,6 +15,7 @@ from pathlib import Path
 import luigi.configuration
 import pytest
 import sqlalchemy as sa
+from fault_support import S3_ENV, fresh_bucket, moto_s3
 from luigi.configuration.cfg_parser import LuigiConfigParser
 
 import linea_luigi as ll
@@ -115,3 +116,19 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    """moto's S3 server on a free loopback port, one per test module."""
+    with moto_s3() as url:
+        yield url
+
+
+@pytest.fixture
+def bucket(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh bucket on ``endpoint``, with moto's test credentials in the environment."""
+    for var, value in S3_ENV.items():
+        monkeypatch.setenv(var, value)
+    with fresh_bucket(endpoint, "ll-test") as name:
+        yield name

@@ -26,7 +26,6 @@ from fault_support import (
     UP,
     TcpProxy,
     keys,
-    moto_s3,
     pending_uploads,
     s3_client,
 )
@@ -219,12 +218,6 @@ def test_commit_whose_reply_is_lost_keeps_its_value(
 
 
 # -- S3 ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with moto_s3() as url:
-        yield url
 
 
 def test_s3_stops_mid_save(endpoint: str, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,12 +21,9 @@ import numpy as np
 import pytest
 from fault_support import (
     ONE_ATTEMPT,
-    S3_ENV,
     UP,
     TcpProxy,
-    fresh_bucket,
     keys,
-    moto_s3,
     pending_uploads,
     s3_client,
 )
@@ -35,20 +32,6 @@ import linea_luigi as ll
 from linea_luigi.storage import ValueStorage
 
 PART = 5 * 2**20
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with moto_s3() as url:
-        yield url
-
-
-@pytest.fixture
-def bucket(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    for var, value in S3_ENV.items():
-        monkeypatch.setenv(var, value)
-    with fresh_bucket(endpoint, "ll-mp") as name:
-        yield name
 
 
 @pytest.fixture

@@ -31,11 +31,8 @@ import pytest
 from fault_support import (
     DOWN,
     ONE_ATTEMPT,
-    S3_ENV,
     TcpProxy,
-    fresh_bucket,
     keys,
-    moto_s3,
     pending_uploads,
     s3_client,
 )
@@ -44,20 +41,6 @@ import linea_luigi as ll
 from linea_luigi.storage import ValueStorage
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with moto_s3() as url:
-        yield url
-
-
-@pytest.fixture
-def bucket(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    for var, value in S3_ENV.items():
-        monkeypatch.setenv(var, value)
-    with fresh_bucket(endpoint, "ll-err") as name:
-        yield name
 
 
 def _s3_store(db: str, root: str, endpoint: str, **options: Any) -> ll.ArtifactStore:
