@@ -32,8 +32,8 @@ import luigi.scheduler
 import pytest
 import sqlalchemy as sa
 import yaml
+from fault_support import moto_s3
 from luigi_support import stop_process
-from moto.server import ThreadedMotoServer
 
 import linea_luigi as ll
 from linea_luigi.config import _config_class
@@ -353,13 +353,8 @@ def linea_luigid(port: int, tmp_path: Path, env: dict[str, str]) -> Iterator[str
 
 @pytest.fixture
 def s3_server() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_s3() as url:
+        yield url
 
 
 def test_the_stack_without_docker_runs_the_example(
