@@ -4,13 +4,16 @@ From an empty database, from a database at each earlier revision, from the
 databases the code before migrations made (``create_all``, schema version 1,
 Luigi's own history tables), with four processes migrating at once, a newer
 database refused, and ``python -m linea_luigi migrate``. The models and the
-migrations agree: autogenerate finds no difference.
+migrations agree: autogenerate finds no difference. An empty database is made
+without Alembic (``db.migrations.fresh``), and the result equals what the
+revisions make.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -19,12 +22,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 
 import linea_luigi as ll
 import linea_luigi.store as store_module
 from linea_luigi.db import setup
 from linea_luigi.db.engine import dispose_all, get_engine, run
-from linea_luigi.db.migrations import BASELINE, HEAD, VERSION_TABLE, runner
+from linea_luigi.db.migrations import BASELINE, HEAD, LOCATION, VERSION_TABLE, runner
 from linea_luigi.db.schema import metadata
 from linea_luigi.urls import parse_db_url
 
@@ -81,7 +85,7 @@ def artifact_rows(url: str) -> list[tuple[Any, ...]]:
     return query(url, "SELECT id, name, version, created_at, digest FROM ll_artifacts ORDER BY id")
 
 
-def pre_migration_ensure_ready(url: sa.URL, storage_root: str) -> None:
+def pre_migration_ensure_ready(url: sa.URL, storage_root: str, engine: Any = None) -> None:
     """What ``db.setup.ensure_ready`` did before migrations: ``create_all``, then the root.
 
     ``metadata`` is today's models, which equal revision ``0002_luigi_history``
@@ -107,6 +111,16 @@ def pre_migration_ensure_ready(url: sa.URL, storage_root: str) -> None:
 
 
 # -- the migrations themselves ---------------------------------------------------------------
+
+
+def imports_alembic(use: str) -> bool:
+    """Whether a fresh process running ``use`` (with ``ll`` imported) ends up importing Alembic."""
+    code = f"import sys, linea_luigi as ll; {use}; print('alembic' in sys.modules)"
+    child = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert child.returncode == 0, child.stderr
+    return {"True": True, "False": False}[child.stdout.strip()]
 
 
 def test_head_is_the_single_newest_revision() -> None:
@@ -179,16 +193,132 @@ def test_a_current_database_costs_one_select_and_no_alembic_import(
     assert len(statements) == 1, statements
     assert VERSION_TABLE in statements[0]
 
-    code = (
-        "import sys, linea_luigi as ll; "
-        f"assert ll.ArtifactStore({db_url!r}, {str(storage_dir)!r}).load('x') == 1; "
-        "print('alembic' in sys.modules)"
+    use = f"assert ll.ArtifactStore({db_url!r}, {str(storage_dir)!r}).load('x') == 1"
+    assert not imports_alembic(use)
+
+
+# -- an empty database, made without Alembic (db.migrations.fresh) --------------------------
+
+
+def schema_of(url: str) -> dict[str, Any]:
+    """Everything reflection says about each table, normalised for comparison."""
+    engine = sa.create_engine(url)
+    try:
+        inspector = sa.inspect(engine)
+        return {name: _table_of(inspector, name) for name in sorted(inspector.get_table_names())}
+    finally:
+        engine.dispose()
+
+
+def _table_of(inspector: Any, name: str) -> dict[str, Any]:
+    pk = inspector.get_pk_constraint(name)
+    return {
+        "columns": [
+            # repr, not str: str drops e.g. TIMESTAMP(timezone=True)
+            (c["name"], repr(c["type"]), c["nullable"], c.get("default"), c.get("autoincrement"))
+            for c in inspector.get_columns(name)
+        ],
+        "primary_key": (pk["name"], tuple(pk["constrained_columns"])),
+        "indexes": sorted(
+            (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+            for i in inspector.get_indexes(name)
+        ),
+        "unique": sorted(
+            (u["name"], tuple(u["column_names"])) for u in inspector.get_unique_constraints(name)
+        ),
+        "foreign_keys": sorted(
+            (
+                f["name"],
+                tuple(f["constrained_columns"]),
+                f["referred_table"],
+                tuple(f["referred_columns"]),
+                tuple(sorted(f["options"].items())),
+            )
+            for f in inspector.get_foreign_keys(name)
+        ),
+        "checks": sorted((c["name"], c["sqltext"]) for c in inspector.get_check_constraints(name)),
+    }
+
+
+def wipe(url: str) -> None:
+    """Drop our tables and the version table, leaving an empty database."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            metadata.drop_all(conn)
+            conn.execute(sa.text(f"DROP TABLE {VERSION_TABLE}"))
+    finally:
+        engine.dispose()
+
+
+def test_an_empty_database_gets_exactly_the_schema_the_revisions_make(db_url: str) -> None:
+    """``create_all`` plus Alembic's version table equals running every revision from scratch."""
+    url = parse_db_url(db_url)
+    made = setup.migrate(url)  # empty: the path without Alembic
+    assert (made.before, made.after, made.adopted) == (None, HEAD, False)
+    assert differences(db_url) == []
+    fast = schema_of(db_url)
+    fast_versions = recorded_revisions(db_url)
+    dispose_all()
+    wipe(db_url)
+    assert table_names(db_url) == set()
+
+    run(url, runner.upgrade, write=True, doing="running every revision")
+    assert fast == schema_of(db_url)
+    assert fast_versions == recorded_revisions(db_url) == [HEAD]
+    assert set(fast) == set(metadata.tables) | {VERSION_TABLE}  # Luigi's history tables too
+    assert fast[VERSION_TABLE]["primary_key"] == (f"{VERSION_TABLE}_pkc", ("version_num",))
+
+
+def test_an_empty_database_made_without_alembic_upgrades_when_head_moves(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Alembic reads the stamp: nothing to do at HEAD, and a later revision runs alone."""
+    url = parse_db_url(db_url)
+    setup.migrate(url)
+    tables = table_names(db_url)
+    run(url, runner.upgrade, write=True, doing="upgrading")  # HEAD is HEAD: a no-op
+    assert run(url, runner.current, write=False, doing="reading") == (HEAD,)
+    assert table_names(db_url) == tables
+
+    moved = tmp_path / "migrations"  # our scripts plus one newer revision
+    shutil.copytree(LOCATION, moved, ignore=shutil.ignore_patterns("__pycache__"))
+    (moved / "versions" / "0099_head_moved.py").write_text(
+        "import sqlalchemy as sa\nfrom alembic import op\n\n"
+        f"revision = '0099_head_moved'\ndown_revision = {HEAD!r}\n"
+        "branch_labels = None\ndepends_on = None\n\n\n"
+        "def upgrade() -> None:\n"
+        "    op.create_table('ll_head_moved', sa.Column('id', sa.Integer(), primary_key=True))\n"
     )
-    child = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+
+    def upgrade_moved(conn: sa.Connection) -> None:
+        config = runner.alembic_config(conn)
+        config.set_main_option("script_location", str(moved))
+        command.upgrade(config, "head")
+
+    run(url, upgrade_moved, write=True, doing="upgrading to the moved head")
+    assert recorded_revisions(db_url) == ["0099_head_moved"]
+    assert table_names(db_url) == tables | {"ll_head_moved"}
+
+
+@pytest.mark.parametrize("found", ["empty", "migrated, no root bound"])
+def test_first_use_of_an_empty_database_does_not_import_alembic(
+    db_url: str, storage_dir: Path, found: str
+) -> None:
+    """Nor does binding the first root to a database at HEAD (the scheduler migrated it)."""
+    # another application's table: the database is still empty of ours
+    execute(db_url, "CREATE TABLE their_things (id INTEGER PRIMARY KEY)")
+    if found != "empty":
+        setup.migrate(parse_db_url(db_url))
+        dispose_all()
+    assert not imports_alembic(
+        f"assert not ll.ArtifactStore({db_url!r}, {str(storage_dir)!r}).exists('x')"
     )
-    assert child.returncode == 0, child.stderr
-    assert child.stdout.strip() == "False"
+    assert recorded_revisions(db_url) == [HEAD]
+    assert differences(db_url) == []
+    assert "their_things" in table_names(db_url)
+    [(root,)] = query(db_url, "SELECT value FROM ll_store_info WHERE key = 'storage_root'")
+    assert root.endswith(str(storage_dir))
 
 
 # -- from a database at each earlier revision ----------------------------------------------
@@ -202,7 +332,7 @@ def test_a_database_at_an_earlier_revision_is_upgraded(
     run(url, lambda conn: runner.upgrade(conn, revision), write=True, doing="upgrading")
     assert recorded_revisions(db_url) == [revision]
     # data written while the database was at ``revision`` (every revision has the ll_ tables)
-    monkeypatch.setattr(store_module, "ensure_ready", lambda url, root: None)
+    monkeypatch.setattr(store_module, "ensure_ready", lambda url, root, engine=None: None)
     saved = ll.ArtifactStore(db_url, str(storage_dir)).save({"kept": True}, "thing")
     before = artifact_rows(db_url)
     monkeypatch.setattr(store_module, "ensure_ready", setup.ensure_ready)

@@ -1,15 +1,18 @@
 """Bring the schema to the current revision under a lock, then bind the storage root.
 
-Alembic's revisions (``db.migrations``) are the only source of schema truth:
-first use of a database in a process creates it, upgrades it, or adopts one
-that ``create_all`` made before migrations existed. Several processes may start
+Alembic's revisions (``db.migrations``) are the source of schema truth: first
+use of a database in a process upgrades it, or adopts one that ``create_all``
+made before migrations existed. An empty database skips Alembic (~150 ms):
+``migrations.fresh`` creates the head schema from the models and stamps it, a
+result the tests prove equal to the revisions'. Several processes may start
 at once, so the work runs in one write transaction holding a lock:
 PostgreSQL's transaction advisory lock (DDL is transactional there) or SQLite's
 write lock, taken at ``BEGIN IMMEDIATE`` (SQLite DDL is transactional too).
 Whoever waited re-reads the revision under the lock and finds nothing to do.
 
 The common case, a current database bound to this storage root, costs one
-SELECT and never imports Alembic.
+SELECT and never imports Alembic; neither does creating an empty database,
+binding a root to a current one, or waiting while another process does either.
 
 ``ll_store_info`` keeps the storage root the database belongs to and
 ``schema_version = '2'``: not read by this code, kept for the releases before
@@ -25,12 +28,12 @@ from dataclasses import dataclass
 from typing import cast
 
 from sqlalchemy import Connection, Table, insert, select, text, update
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Engine
 
 from ..errors import DatabaseError, SchemaTooNewError, StoreMismatchError
 from ..urls import mask_url
 from .engine import first, on_dispose, run
-from .migrations import HEAD, VERSION_TABLE
+from .migrations import HEAD, VERSION_TABLE, fresh
 from .schema import ARTIFACTS, StoreInfoRow
 
 log = logging.getLogger(__name__)
@@ -68,8 +71,10 @@ class Migration:
     adopted: bool = False
 
 
-def ensure_ready(url: URL, storage_root: str) -> None:
+def ensure_ready(url: URL, storage_root: str, engine: Engine | None = None) -> None:
     """Migrate the schema and check the storage root, once per process and pair.
+
+    ``engine``: the caller's (its lock timeout bounds the wait for a concurrent migration).
 
     Raises ``StoreMismatchError`` for a database bound to another root,
     ``SchemaTooNewError`` for one a newer linea_luigi migrated, ``DatabaseError``.
@@ -80,13 +85,15 @@ def ensure_ready(url: URL, storage_root: str) -> None:
     with _ready_lock:
         if key in _ready:
             return
-        if _state(url) != (HEAD, storage_root):
-            _import_alembic()
+        state = _state(url, engine)
+        if state != (HEAD, storage_root):
+            _preload_alembic(state)
             run(
                 url,
                 lambda conn: _prepare(conn, url, storage_root),
                 write=True,
                 doing="preparing the artifact schema",
+                engine=engine,
             )
         _ready.add(key)
         _schema_ready.add(key[0])
@@ -106,6 +113,7 @@ def ensure_schema(url: URL, *, doing: str = "migrating the artifact schema") -> 
             return
         state = _state(url)
         if state is None or state[0] != HEAD:
+            _preload_alembic(state)
             migrate(url, doing=doing)
         _schema_ready.add(key)
 
@@ -115,7 +123,6 @@ def migrate(url: URL, *, doing: str = "migrating the artifact schema") -> Migrat
 
     ``python -m linea_luigi migrate`` runs this; no storage root is bound.
     """
-    _import_alembic()
     return run(url, lambda conn: _migrate(conn, url), write=True, doing=doing)
 
 
@@ -143,15 +150,22 @@ def status(url: URL) -> Status:
     return Status(state[0], state[1], row is not None)
 
 
-def _import_alembic() -> None:
-    """Import Alembic (~200 ms) before taking the lock, not while others wait on it."""
-    from .migrations import runner as runner
+def _preload_alembic(state: tuple[str | None, str | None] | None) -> None:
+    """Import Alembic (~150 ms) before the lock, not while others wait, if it will be needed.
+
+    A database at another revision will need it; one without our tables is
+    most likely empty (``fresh``), and one at ``HEAD`` needs only its root bound.
+    """
+    if state is not None and state[0] != HEAD:
+        from .migrations import runner as runner
 
 
-def _state(url: URL) -> tuple[str | None, str | None] | None:
+def _state(url: URL, engine: Engine | None = None) -> tuple[str | None, str | None] | None:
     """(revision, storage root) in one SELECT, or None when a table is missing."""
     try:
-        row = first(url, _STATE, {"root_key": STORAGE_ROOT_KEY}, doing="checking the schema")
+        row = first(
+            url, _STATE, {"root_key": STORAGE_ROOT_KEY}, doing="checking the schema", engine=engine
+        )
     except DatabaseError:
         return None  # missing tables, or an unreachable database: the slow path will say
     return None if row is None else (row.revision, row.root)
@@ -163,9 +177,15 @@ def _prepare(conn: Connection, url: URL, storage_root: str) -> None:
 
 
 def _migrate(conn: Connection, url: URL) -> Migration:
-    """Under the lock: refuse a newer schema, adopt a pre-migration one, upgrade to HEAD."""
+    """Under the lock: create an empty schema, or (Alembic) refuse, adopt or upgrade to HEAD."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_MIGRATION_LOCK})
+    found = fresh.found(conn)
+    if found is fresh.Found.EMPTY:
+        fresh.create(conn)
+        return Migration(before=None, after=HEAD)
+    if found is fresh.Found.CURRENT:  # e.g. made by whoever held the lock while we waited
+        return Migration(before=HEAD, after=HEAD)
     from .migrations import runner  # here only: most processes never need Alembic
 
     heads = runner.current(conn)
@@ -202,12 +222,12 @@ def _bind_root(conn: Connection, url: URL, storage_root: str) -> None:
             # nothing was ever published there (e.g. a first run failed on an unwritable
             # folder): nothing can be lost, so the database follows the configuration
             conn.execute(update(_INFO).where(c.key == STORAGE_ROOT_KEY).values(value=storage_root))
-            log.info("rebound the empty database %s to %s", mask_url(url), storage_root)
+            log.info("rebound the empty database %s to %s", mask_url(url), mask_url(storage_root))
             return
         raise StoreMismatchError(
-            f"The database {mask_url(url)} belongs to the artifact storage {recorded_root!r}, "
-            f"but the configured artifact_storage_dir is {storage_root!r}. The database and the "
-            "storage must change together: set artifact_storage_dir back to the recorded "
-            "location, or point database_url at the database of the new location (or a new, "
-            "empty one)."
+            f"The database {mask_url(url)} belongs to the artifact storage "
+            f"{mask_url(recorded_root)!r}, but the configured artifact_storage_dir is "
+            f"{mask_url(storage_root)!r}. The database and the storage must change together: "
+            "set artifact_storage_dir back to the recorded location, or point database_url at "
+            "the database of the new location (or a new, empty one)."
         )

@@ -4,7 +4,9 @@ The ORM models (``db.schema``, ``db.history_schema``) describe the schema the
 code uses; the revisions in ``versions/`` are how a database gets there, and
 ``tests/test_migrations.py`` proves the two agree (autogenerate finds no
 difference). Revisions are applied by ``db.setup``, under a lock, on first use
-or by ``python -m linea_luigi migrate``; ``runner`` drives Alembic.
+or by ``python -m linea_luigi migrate``; ``runner`` drives Alembic. An empty
+database skips them: ``fresh`` creates the head schema from the models and
+stamps it as Alembic would, and the tests prove that equals running them.
 
 Alembic records the revision in ``linea_luigi_alembic_version``, not the
 default ``alembic_version``, so the database can be shared with applications
