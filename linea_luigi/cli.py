@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from . import cli_format as fmt
-from . import progress
+from . import globs, progress
 from .artifact import Artifact, human_size
 from .config import Settings, explain, resolve_settings
 from .db.migrations import HEAD
@@ -30,8 +30,8 @@ from .default import artifact_store
 from .errors import ArtifactStoreError, InvalidArgumentError, SerializationError, StorageError
 from .storage import ValueStorage
 from .store import ArtifactStore
-from .urls import mask_url, parse_db_url
-from .versions import ALL, LATEST, parse_version
+from .urls import mask_secrets, mask_url, parse_db_url
+from .versions import ALL, LATEST, parse_count, parse_version_text
 
 #: longest repr ``get`` prints without ``-o``
 REPR_LIMIT = 2000
@@ -59,9 +59,9 @@ class _Group(click.Group):
             os.dup2(devnull, sys.stdout.fileno())  # so the exit-time flush cannot fail again
             sys.exit(1)
         except ArtifactStoreError as err:
-            raise _Failure(str(err)) from err
+            raise _Failure(mask_secrets(str(err))) from err
         except Exception as err:  # a bug or an unforeseen failure: still one line
-            raise _Failure(f"unexpected {type(err).__name__}: {err}") from err
+            raise _Failure(mask_secrets(f"unexpected {type(err).__name__}: {err}")) from err
 
 
 @dataclass
@@ -78,11 +78,14 @@ class _Options:
                 self._store = artifact_store()
             else:
                 s = resolve_settings()
-                self._store = ArtifactStore(
-                    self.db_url if self.db_url is not None else s.database_url,
-                    self.storage_dir if self.storage_dir is not None else s.storage_dir,
-                    s.storage_options,
-                    checksum=s.checksum,
+                self._store = ArtifactStore.from_settings(
+                    Settings.create(
+                        self.db_url if self.db_url is not None else s.database_url,
+                        self.storage_dir if self.storage_dir is not None else s.storage_dir,
+                        s.storage_options,
+                        s.checksum,
+                        s.lock_timeout,
+                    )
                 )
         return self._store
 
@@ -99,10 +102,8 @@ def parse_spec(spec: str) -> tuple[str, int | str]:
         return spec, LATEST
     if not name:
         raise InvalidArgumentError(f"{spec!r} has no name before ':' (expected NAME[:VERSION]).")
-    if text.isascii() and text.isdigit():
-        return name, int(text)
     try:
-        return name, parse_version(text)
+        return name, parse_version_text(text)
     except InvalidArgumentError as err:
         raise InvalidArgumentError(
             f"Bad version in {spec!r}: {err} (expected NAME[:VERSION]; a name containing "
@@ -133,6 +134,21 @@ def _out(text: str) -> None:
     click.echo(text, nl=False)
 
 
+class _Count(click.types.IntParamType):
+    """A whole number in ASCII digits, at most a BIGINT: a usage error otherwise.
+
+    click's ``int`` takes '٣', ' 1' and '1_0', and any size; a bad count is
+    refused here, before it reaches the store.
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            return parse_count(value, "it")
+        except InvalidArgumentError as err:
+            self.fail(str(err), param, ctx)
+
+
+_COUNT = _Count()
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON array of objects.")
 
 
@@ -155,8 +171,22 @@ def main(ctx: click.Context, db_url: str | None, storage_dir: str | None) -> Non
     ctx.obj = _Options(db_url, storage_dir)
 
 
+class _Glob(click.types.StringParamType):
+    """A name glob: an invalid or too costly one is a usage error, before the store opens."""
+
+    name = "glob"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = super().convert(value, param, ctx)
+        try:
+            globs.parse(text)
+        except InvalidArgumentError as err:
+            self.fail(str(err), param, ctx)
+        return text
+
+
 @main.command("list")
-@click.argument("pattern", required=False)
+@click.argument("pattern", required=False, type=_Glob())
 @_JSON
 @click.pass_context
 def list_(ctx: click.Context, pattern: str | None, as_json: bool) -> None:
@@ -296,9 +326,7 @@ def _encode(value: Any) -> tuple[bytes, str]:
 @main.command()
 @click.argument("spec", metavar="NAME[:VERSION]")
 @click.option("--downstream", is_flag=True, help="Show what was made from it instead.")
-@click.option(
-    "--depth", type=click.IntRange(min=0), default=None, help="Levels to show (default: all)."
-)
+@click.option("--depth", type=_COUNT, default=None, help="Levels to show (default: all).")
 @click.pass_context
 def lineage(ctx: click.Context, spec: str, downstream: bool, depth: int | None) -> None:
     """The artifacts a version was made from (or, with --downstream, made from it), as a tree."""
@@ -323,9 +351,7 @@ def lineage(ctx: click.Context, spec: str, downstream: bool, depth: int | None) 
 def delete(ctx: click.Context, name: str, version: str, yes: bool) -> None:
     """Delete one version, the latest or all versions of NAME (rows, then values)."""
     store = _opts(ctx).store()
-    spec = parse_version(
-        int(version) if version.isascii() and version.isdigit() else version, allow_all=True
-    )
+    spec = parse_version_text(version, allow_all=True)
     if spec == ALL:
         count = len(store.versions(name))
         if count == 0:
@@ -360,7 +386,7 @@ def migrate(ctx: click.Context, db_url: str | None) -> None:
         click.echo(f"database: {mask_url(url)}")
         result = migrate_schema(url)
     except ArtifactStoreError as err:
-        click.echo(f"error: {' '.join(str(err).split())}", err=True)
+        click.echo(f"error: {_one_line(err)}", err=True)
         sys.exit(1)
     if result.adopted:
         before = "(created before migrations; adopted)"
@@ -396,9 +422,7 @@ def untag(ctx: click.Context, name: str, alias: str) -> None:
 
 
 @main.command()
-@click.option(
-    "--keep-last", type=click.IntRange(min=0), help="Keep the N newest versions per name."
-)
+@click.option("--keep-last", type=_COUNT, help="Keep the N newest versions per name.")
 @click.option(
     "--older-than", metavar="DURATION", help="Delete only versions older than this (7d, 12h)."
 )
@@ -461,7 +485,7 @@ def doctor(ctx: click.Context) -> None:
     try:
         settings, origins = explain()
     except ArtifactStoreError as err:
-        click.echo(f"✗ configuration: {' '.join(str(err).split())}")
+        click.echo(f"✗ configuration: {_one_line(err)}")
         ctx.exit(1)
     if opts.db_url is not None:
         settings = replace(settings, database_url=parse_db_url(opts.db_url))
@@ -471,9 +495,10 @@ def doctor(ctx: click.Context) -> None:
         origins["artifact_storage_dir"] = "command line --storage-dir"
     shown = {
         "database_url": mask_url(settings.database_url),
-        "artifact_storage_dir": settings.storage_dir,
+        "artifact_storage_dir": mask_secrets(settings.storage_dir),
         "storage_options": f"keys {sorted(settings.storage_options)}",
         "checksum": settings.checksum,
+        "lock_timeout": f"{settings.lock_timeout:g} s",
     }
     for key, value in shown.items():
         click.echo(f"{key:<21} {value}  ({origins[key]})")
@@ -489,7 +514,7 @@ def _check_database(settings: Settings) -> tuple[bool, str]:
     try:
         found = db_status(settings.database_url)
     except ArtifactStoreError as err:
-        return False, f"database unreachable: {' '.join(str(err).split())}"
+        return False, f"database unreachable: {_one_line(err)}"
     if found.revision == HEAD:
         return True, f"database reachable and migrated ({HEAD}): {url}"
     if found.revision is None:
@@ -500,16 +525,25 @@ def _check_database(settings: Settings) -> tuple[bool, str]:
     )
 
 
+def _one_line(err: ArtifactStoreError) -> str:
+    """An error's message for a ``doctor`` line: one line, credentials masked."""
+    return mask_secrets(" ".join(str(err).split()))
+
+
 def _check_storage(settings: Settings) -> list[tuple[bool, str]]:
     try:
         storage = ValueStorage(settings.storage_dir, settings.storage_options)
+    except ArtifactStoreError as err:  # a bad URL, or a server that cannot be reached
+        return [(False, f"storage unreachable: {_one_line(err)}")]
+    try:
         probe = f"_doctor/{uuid.uuid4().hex}.probe"
         with storage.open_write(probe) as handle:
             handle.write(b"linea_luigi doctor")
         storage.delete(probe)
     except ArtifactStoreError as err:
-        return [(False, f"storage not writable: {' '.join(str(err).split())}")]
-    checks = [(True, f"storage writable: {storage.root_uri}")]
+        return [(False, f"storage not writable: {_one_line(err)}")]
+    root = storage.display_root
+    checks = [(True, f"storage writable: {root}")]
     try:
         found = db_status(settings.database_url)
     except ArtifactStoreError:
@@ -518,13 +552,12 @@ def _check_storage(settings: Settings) -> list[tuple[bool, str]]:
         bound = (
             "matches the database" if found.storage_root else "not bound yet (first save binds it)"
         )
-        checks.append((True, f"storage root {bound}: {storage.root_uri}"))
+        checks.append((True, f"storage root {bound}: {root}"))
     elif not found.has_artifacts:
         checks.append(
             (
                 True,
-                "storage root re-bound on next use (the database holds no artifact): "
-                f"{storage.root_uri}",
+                f"storage root re-bound on next use (the database holds no artifact): {root}",
             )
         )
     else:
@@ -532,8 +565,9 @@ def _check_storage(settings: Settings) -> list[tuple[bool, str]]:
             (
                 False,
                 (
-                    f"storage root mismatch: the database belongs to {found.storage_root}, the "
-                    f"configuration says {storage.root_uri}; change artifact_storage_dir or "
+                    "storage root mismatch: the database belongs to "
+                    f"{mask_secrets(found.storage_root)}, the configuration says {root}; "
+                    "change artifact_storage_dir or "
                     "database_url"
                 ),
             )

@@ -8,7 +8,8 @@ Lookup order, first hit wins, key by key:
    provider's own mechanism, e.g. ``AWS_PROFILE``);
 3. luigi.cfg ``[artifact_store]`` keys ``db_connection``, ``artifact_storage_dir``,
    ``storage_options`` (a JSON object), ``checksum`` (``blake3``, the default, or
-   ``sha256``), read through Luigi's own configuration,
+   ``sha256``), ``lock_timeout`` (seconds a write waits for another process's
+   lock, 60 by default), read through Luigi's own configuration,
    so ``LUIGI_CONFIG_PATH``, ``${ENV}`` interpolation and command-line overrides
    such as ``--artifact-store-db-connection`` work;
 4. luigi.cfg ``[task_history] db_connection`` (the database only), so artifacts
@@ -47,6 +48,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from .db.engine import DEFAULT_LOCK_TIMEOUT_S
 from .errors import ConfigError
 from .hashing import DEFAULT_DIGEST, DIGEST_ALGORITHMS
 from .options import options
@@ -56,8 +58,16 @@ ENV_DATABASE_URL = "LINEA_LUIGI_DATABASE_URL"
 ENV_STORAGE_DIR = "LINEA_LUIGI_ARTIFACT_STORAGE_DIR"
 SECTION = "artifact_store"
 #: the keys ``[artifact_store]`` accepts
-SECTION_KEYS = ("db_connection", "artifact_storage_dir", "storage_options", "checksum")
+SECTION_KEYS = (
+    "db_connection",
+    "artifact_storage_dir",
+    "storage_options",
+    "checksum",
+    "lock_timeout",
+)
 DEFAULT = "default"
+#: longest lock wait accepted, in seconds (a day; PostgreSQL's own limit is ~24 days)
+MAX_LOCK_TIMEOUT_S = 86400.0
 
 
 class ConfigWarning(UserWarning):
@@ -85,6 +95,8 @@ class Settings:
     storage_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     #: digest algorithm for new values (stored values keep the one they were written with)
     checksum: str = DEFAULT_DIGEST
+    #: seconds a statement waits for another process's lock before ``DatabaseLockedError``
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S
 
     def __post_init__(self) -> None:
         if not str(self.storage_dir).strip():
@@ -102,6 +114,7 @@ class Settings:
         storage_dir: str | os.PathLike[str],
         storage_options: dict[str, Any] | None = None,
         checksum: str | None = None,
+        lock_timeout: float | str | None = None,
     ) -> Settings:
         """Build settings from raw values, normalising the URL."""
         if not isinstance(storage_dir, (str, os.PathLike)):
@@ -121,24 +134,42 @@ class Settings:
             os.fspath(storage_dir),
             dict(storage_options or {}),
             (checksum or DEFAULT_DIGEST).strip().lower(),
+            parse_lock_timeout(lock_timeout),
         )
 
-    def cache_key(self) -> tuple[str, str, str, str]:
+    def cache_key(self) -> tuple[str, ...]:
         """A hashable identity, including the (unprinted) password and options."""
         return (
             self.database_url.render_as_string(hide_password=False),
             self.storage_dir,
             json.dumps(self.storage_options, sort_keys=True, default=str),
             self.checksum,
+            repr(self.lock_timeout),
         )
 
     def __repr__(self) -> str:
         opts = sorted(self.storage_options)
         return (
             f"Settings(database_url={mask_url(self.database_url)!r}, "
-            f"storage_dir={self.storage_dir!r}, storage_options keys={opts}, "
-            f"checksum={self.checksum!r})"
+            f"storage_dir={mask_url(self.storage_dir)!r}, storage_options keys={opts}, "
+            f"checksum={self.checksum!r}, lock_timeout={self.lock_timeout!r})"
         )
+
+
+def parse_lock_timeout(value: float | str | None) -> float:
+    """Seconds from a number or its text; None is the default. Out of range: ``ConfigError``."""
+    if value is None:
+        return DEFAULT_LOCK_TIMEOUT_S
+    problem = f"lock_timeout must be a number of seconds above 0 and at most {MAX_LOCK_TIMEOUT_S:g}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{problem}, got {type(value).__name__}.")
+    try:
+        seconds = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
+        raise ConfigError(f"{problem}, got {str(value)[:40]!r}.") from None
+    if not 0 < seconds <= MAX_LOCK_TIMEOUT_S:  # NaN fails this too
+        raise ConfigError(f"{problem}, got {str(value)[:40]!r}.")
+    return seconds
 
 
 def _luigi_get(section: str, key: str) -> str | None:
@@ -165,6 +196,7 @@ def _artifact_store_config() -> dict[str, Any]:
         "artifact_storage_dir": inst.artifact_storage_dir,
         "storage_options": inst.storage_options,
         "checksum": inst.checksum,
+        "lock_timeout": inst.lock_timeout,
     }
 
 
@@ -200,6 +232,10 @@ def _config_class() -> Any:
             )
             checksum = luigi.OptionalParameter(
                 default=None, description="Digest of new values: blake3 (default) or sha256"
+            )
+            lock_timeout = luigi.OptionalParameter(
+                default=None,
+                description="Seconds a write waits for another process's lock (default 60)",
             )
 
         _CONFIG_CLASS = artifact_store
@@ -320,12 +356,17 @@ def _resolve_explained() -> tuple[Settings, dict[str, str]]:
         ("options.set('checksum')", lambda: options.get("checksum")),
         _cfg(SECTION, "checksum"),
     )
-    settings = Settings.create(db, storage_dir, storage_options, checksum)
+    lock_timeout, lock_timeout_from = _first_hit(
+        ("options.set('lock_timeout')", lambda: options.get("lock_timeout")),
+        _cfg(SECTION, "lock_timeout"),
+    )
+    settings = Settings.create(db, storage_dir, storage_options, checksum, lock_timeout)
     return settings, {
         "database_url": db_from,
         "artifact_storage_dir": dir_from,
         "storage_options": opts_from,
         "checksum": checksum_from,
+        "lock_timeout": lock_timeout_from,
     }
 
 
@@ -391,9 +432,35 @@ def _squash(text: str) -> str:
 _OURS = {_squash(SECTION), "artifactsstore", "linealuigi", "artifactstorage"}
 
 
+#: Luigi's ``${VAR}`` interpolation (its parser's own syntax); matched on config text only
+_ENV_REFERENCE = re.compile(r"\$\{([^}]+)\}")
+#: the keys we read, per section, whose ``${VAR}`` references must resolve
+_READ_KEYS = {SECTION: SECTION_KEYS, "task_history": ("db_connection",)}
+
+
+def _check_variables(sections: dict[str, Any]) -> None:
+    """Refuse a ``${VAR}`` we would read whose variable is unset, naming it (never the value)."""
+    for section, keys in _READ_KEYS.items():
+        items = sections.get(section)
+        if not isinstance(items, dict):
+            continue
+        for key, raw in items.items():
+            if str(key).replace("-", "_") not in keys:
+                continue
+            for variable in _ENV_REFERENCE.findall(str(raw)):
+                if variable not in os.environ:
+                    raise ConfigError(
+                        f"luigi.cfg [{section}] {key} refers to the environment variable "
+                        f"${{{variable}}}, which is not set. Set {variable} in the environment "
+                        "of every process that runs the pipeline, or write the value itself."
+                    )
+
+
 def _check_config() -> None:
-    """Refuse unknown ``[artifact_store]`` keys; warn about look-alike sections. No values shown."""
+    """Refuse unknown ``[artifact_store]`` keys and unset ``${VAR}`` references; warn about
+    look-alike sections. No values shown."""
     sections = _raw_sections()
+    _check_variables(sections)
     ours = sections.get(SECTION)
     if isinstance(ours, dict):
         for key in ours:

@@ -29,12 +29,7 @@ def artifact_store() -> ArtifactStore:
     with _lock:
         store = _stores.get(key)
         if store is None:
-            store = _stores[key] = ArtifactStore(
-                settings.database_url,
-                settings.storage_dir,
-                settings.storage_options,
-                checksum=settings.checksum,
-            )
+            store = _stores[key] = ArtifactStore.from_settings(settings)
         _last = (settings, store)
     return store
 

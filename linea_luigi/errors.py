@@ -7,13 +7,14 @@ catch ``ArtifactStoreError`` and know they have seen everything::
      ├── ConfigError                 bad or missing configuration
      ├── InvalidArgumentError        bad name, version or value argument (also ValueError)
      ├── ArtifactNotFoundError       no such name / version / identity (also LookupError)
- ├── ArtifactInUseError          the version is still referenced (an alias points at it)
+     ├── ArtifactInUseError          the version is still referenced (an alias points at it)
      ├── ChecksumMismatchError       stored bytes differ from what was saved
      ├── StoreMismatchError          database belongs to another storage root
      │    └── SchemaTooNewError      database was migrated by a newer linea_luigi
      ├── SerializationError          the value could not be pickled or unpickled
      ├── StorageError                the value storage (disk, S3) failed
      └── DatabaseError               the metadata database failed or is unreachable
+          ├── DatabaseLockedError        another process held a lock past lock_timeout
           └── CommitOutcomeUnknownError  the connection died during COMMIT
 
 Messages say what was asked, what was found and what to do; URLs in them are
@@ -82,6 +83,14 @@ class DatabaseError(ArtifactStoreError):
     def __init__(self, message: str, *, driver_error: BaseException | None = None) -> None:
         super().__init__(message)
         self.driver_error = driver_error
+
+
+class DatabaseLockedError(DatabaseError):
+    """Another process held the database's lock longer than ``lock_timeout``: nothing was done.
+
+    Apart from ``DatabaseError`` because the database is up and the fix differs:
+    wait for (or stop) the other process, or allow a longer wait.
+    """
 
 
 class CommitOutcomeUnknownError(DatabaseError):

@@ -31,6 +31,7 @@ from sqlalchemy import Connection, delete, select
 from .db.schema import ALIASES, ARTIFACTS, LINEAGE
 from .errors import InvalidArgumentError
 from .storage.fs import TMP_MARKER
+from .versions import check_count
 
 if TYPE_CHECKING:
     from .artifact import Artifact
@@ -44,7 +45,9 @@ DEFAULT_GRACE = timedelta(hours=1)
 Duration = timedelta | str
 _CHUNK = 500
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.ASCII)
+#: the longest duration: ``now - duration`` stays far inside what a datetime holds
+MAX_DURATION = timedelta(days=36500)
 #: what ``ArtifactStore.save`` writes: ``<dir>/<uuid hex>.pkl``, or a temporary sibling
 _OUR_FILE = re.compile(rf"^[^/]+/[0-9a-f]{{32}}\.pkl({re.escape(TMP_MARKER)}[0-9a-f]{{32}})?$")
 
@@ -80,18 +83,23 @@ class GcReport:
 
 
 def parse_duration(value: Any, what: str = "duration") -> timedelta:
-    """A ``timedelta`` from itself, or from ``"7d"``, ``"12h"``, ``"30m"``, ``"45s"``, ``"2w"``."""
+    """A ``timedelta`` from itself, or from ``"7d"``, ``"12h"``, ``"30m"``, ``"45s"``, ``"2w"``.
+
+    At most ``MAX_DURATION``: beyond it ``now - duration`` (or the float behind
+    ``"99999999999d"``) overflows, and no retention rule needs more than a century.
+    """
+    seconds: float | None = None
     if isinstance(value, timedelta):
-        if value < timedelta(0):
-            raise InvalidArgumentError(f"{what} must not be negative, got {value}.")
-        return value
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if match is None:
+        seconds = value.total_seconds()
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]  # inf for 400 digits
+    if seconds is None or not 0 <= seconds <= MAX_DURATION.total_seconds():
         raise InvalidArgumentError(
-            f"Invalid {what} {value!r}: expected a timedelta or a number with a unit "
-            "s, m, h, d or w, such as '7d' or '12h'."
+            f"Invalid {what} {value!r:.80}: expected a timedelta or a number in ASCII digits "
+            "with a unit s, m, h, d or w, such as '7d' or '12h', from 0 to "
+            f"{MAX_DURATION.days} days (100 years)."
         )
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    return value if isinstance(value, timedelta) else timedelta(seconds=seconds)
 
 
 def collect(
@@ -109,10 +117,8 @@ def collect(
     of its name and (if given) was created more than ``older_than`` ago. With
     neither, no version is deleted: only orphans are.
     """
-    if keep_last is not None and (
-        isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0
-    ):
-        raise InvalidArgumentError(f"keep_last must be a non-negative int, got {keep_last!r}.")
+    if keep_last is not None:
+        keep_last = check_count(keep_last, "keep_last")
     now = datetime.now(timezone.utc)
     cutoff = None if older_than is None else now - parse_duration(older_than, "older_than")
     grace_period = DEFAULT_GRACE if grace is None else parse_duration(grace, "grace")

@@ -18,6 +18,7 @@ _KEYS = {
     "artifact_storage_dir": "artifact_storage_dir",
     "storage_options": "storage_options",
     "checksum": "checksum",
+    "lock_timeout": "lock_timeout",
 }
 
 

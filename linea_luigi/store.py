@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Select, bindparam, delete, func, select
 
 from . import aliases as _aliases
-from . import progress
+from . import globs, progress
 from .artifact import Artifact, TaskInfo
 from .config import Settings, resolve_settings
 from .db import fast
@@ -42,6 +42,7 @@ from .errors import (
     ChecksumMismatchError,
     CommitOutcomeUnknownError,
     InvalidArgumentError,
+    StorageError,
 )
 from .gc import Duration, GcReport, collect
 from .hashing import HashingWriter, algorithm_of, read_hashed
@@ -49,7 +50,7 @@ from .runs import TaskRun
 from .serialization import DEFAULT_SERIALIZER, get_serializer
 from .storage import ValueStorage
 from .urls import mask_url
-from .versions import ALL, LATEST, check_name, parse_version
+from .versions import ALL, LATEST, check_count, check_name, parse_version
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +76,29 @@ class ArtifactStore:
         storage_options: dict[str, Any] | None = None,
         *,
         checksum: str | None = None,
+        lock_timeout: float | None = None,
     ) -> None:
-        self.settings = Settings.create(db_url, storage_dir, storage_options, checksum)
+        self.settings = Settings.create(
+            db_url, storage_dir, storage_options, checksum, lock_timeout
+        )
         self._storage = ValueStorage(self.settings.storage_dir, self.settings.storage_options)
         self._process: tuple[int, Engine] | None = None
 
     @classmethod
     def from_config(cls) -> ArtifactStore:
         """A store from ``options`` / environment / luigi.cfg / defaults (see ``config``)."""
-        s = resolve_settings()
-        return cls(s.database_url, s.storage_dir, s.storage_options, checksum=s.checksum)
+        return cls.from_settings(resolve_settings())
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> ArtifactStore:
+        """A store on resolved ``Settings`` (the one place settings become a store)."""
+        return cls(
+            s.database_url,
+            s.storage_dir,
+            s.storage_options,
+            checksum=s.checksum,
+            lock_timeout=s.lock_timeout,
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         return {"settings": self.settings, "_storage": self._storage}
@@ -96,7 +110,7 @@ class ArtifactStore:
     def __repr__(self) -> str:
         return (
             f"ArtifactStore(db_url={mask_url(self.settings.database_url)!r}, "
-            f"storage_dir={self._storage.root_uri!r})"
+            f"storage_dir={self._storage.display_root!r})"
         )
 
     # -- plumbing ---------------------------------------------------------------
@@ -106,8 +120,9 @@ class ArtifactStore:
         process = self._process
         if process is None or process[0] != os.getpid():
             url = self.settings.database_url
-            ensure_ready(url, self._storage.root_uri)
-            process = (os.getpid(), get_engine(url))
+            engine = get_engine(url, self.settings.lock_timeout)
+            ensure_ready(url, self._storage.root_uri, engine)
+            process = (os.getpid(), engine)
             self._process = process
         return process[1]
 
@@ -456,12 +471,20 @@ class ArtifactStore:
         """
         algorithm = algorithm_of(artifact.digest)
         shown = progress.start(f"loading {artifact.name} v{artifact.version}", artifact.size_bytes)
-        with self._storage.open_read(artifact.location) as handle:
-            try:
+        try:
+            with self._storage.open_read(artifact.location) as handle:
                 data, digest, actual = read_hashed(handle, artifact.size_bytes, algorithm, shown)
-            finally:
-                if shown is not None:
-                    shown.close()
+        except StorageError:
+            if not self._still_stored(artifact):
+                raise ArtifactNotFoundError(
+                    f"Artifact {artifact.name!r} v{artifact.version} was deleted after it was "
+                    "looked up (by another process or call), so nothing was loaded. Look it "
+                    "up again to load what exists now."
+                ) from None
+            raise
+        finally:
+            if shown is not None:
+                shown.close()
         if actual != artifact.size_bytes or digest != artifact.digest:
             raise ChecksumMismatchError(
                 f"Artifact {artifact.name!r} v{artifact.version} at {artifact.uri} is corrupt: "
@@ -471,6 +494,15 @@ class ArtifactStore:
                 "delete this version and rerun the task that made it."
             )
         return get_serializer(artifact.serializer).load(data)
+
+    def _still_stored(self, artifact: Artifact) -> bool:
+        """Whether ``artifact``'s row still exists with its value (a failed read asks)."""
+        row = self._first(
+            _find(False, False),
+            f"checking artifact {artifact.name!r}",
+            **_params(artifact.name, artifact.version, None),
+        )
+        return row is not None and row.location == artifact.location
 
     def versions(self, name: str) -> ArtifactList:
         """Every version of ``name``, oldest first (empty if the name has none)."""
@@ -484,12 +516,13 @@ class ArtifactStore:
         """The latest version of every name matching ``pattern``, sorted by name.
 
         ``pattern`` is a case-sensitive glob (``fnmatch``: ``*``, ``?``, ``[…]``)
-        matched by the database; ``limit`` and ``offset`` page through the
+        matched by the database, within the limits of ``globs`` (an
+        ``InvalidArgumentError`` otherwise); ``limit`` and ``offset`` page through the
         result in the same one query (``iter_list`` pages without offsets).
         """
         if limit is not None:
-            _check_count("limit", limit, 0)
-        _check_count("offset", offset, 0)
+            limit = check_count(limit, "limit")
+        offset = check_count(offset, "offset")
         return self._rows(_latest_query(pattern, None, limit, offset), "listing artifacts")
 
     def iter_list(self, pattern: str | None = None, *, page_size: int = 1000) -> Iterator[Artifact]:
@@ -498,7 +531,7 @@ class ArtifactStore:
         For callers (the CLI) that must not hold 100k records at once; each page
         is its own short read, so a name saved meanwhile may or may not appear.
         """
-        _check_count("page_size", page_size, 1)
+        page_size = check_count(page_size, "page_size", minimum=1)
         after: str | None = None
         while True:
             page = self._rows(_latest_query(pattern, after, page_size, 0), "listing artifacts")
@@ -643,7 +676,7 @@ def _latest_query(
     """
     names = select(_A.name, func.max(_A.version).label("v"))
     if pattern is not None:
-        names = names.where(_A.name.regexp_match(glob_to_regex(pattern)))
+        names = names.where(globs.matches(_A.name, pattern))
     if after is not None:
         names = names.where(_A.name > after)
     names = names.group_by(_A.name).order_by(_A.name).offset(offset or None).limit(limit)
@@ -653,48 +686,6 @@ def _latest_query(
         .join(latest, (_A.name == latest.c.name) & (_A.version == latest.c.v))
         .order_by(_A.name)
     )
-
-
-def _check_count(what: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidArgumentError(f"{what} must be an int >= {minimum}, got {value!r}.")
-
-
-def glob_to_regex(pattern: str) -> str:
-    """An anchored regex, valid for Python (SQLite's REGEXP) and PostgreSQL's ``~``.
-
-    ``fnmatch.translate`` emits Python-only syntax (``(?s:…)\\Z``), so the glob
-    is translated here: ``*``, ``?``, ``[seq]`` and ``[!seq]``; an unclosed
-    ``[`` is a literal, as in ``fnmatch``.
-    """
-    if not isinstance(pattern, str):
-        raise InvalidArgumentError(f"A name pattern is a string, got {pattern!r}.")
-    out, i, n = ["^"], 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        i += 1
-        if c == "*":
-            out.append(".*")
-        elif c == "?":
-            out.append(".")
-        elif c == "[":
-            j = i + 1 if i < n and pattern[i] == "!" else i
-            j = j + 1 if j < n and pattern[j] == "]" else j
-            j = pattern.find("]", j)
-            if j < 0:
-                out.append("\\[")
-                continue
-            body = pattern[i:j].replace("\\", "\\\\").replace("[", "\\[")
-            i = j + 1
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            elif body.startswith("^"):
-                body = "\\" + body
-            out.append(f"[{body}]")
-        else:
-            out.append(re.escape(c))
-    out.append("$")
-    return "".join(out)
 
 
 def _param_matcher(key: str, value: Any) -> Callable[[Any], bool]:

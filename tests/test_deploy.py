@@ -268,7 +268,13 @@ def test_example_documents_every_key() -> None:
     read_by_linea_luigi = {("artifact_store", name) for name, _ in _config_class().get_params()}
     assert read_by_linea_luigi == {
         ("artifact_store", k)
-        for k in ("db_connection", "artifact_storage_dir", "storage_options", "checksum")
+        for k in (
+            "db_connection",
+            "artifact_storage_dir",
+            "storage_options",
+            "checksum",
+            "lock_timeout",
+        )
     }
     assert read_by_linea_luigi <= documented
     assert set(cfg_items(read_cfg(EXAMPLE_CFG))) <= documented

@@ -143,6 +143,27 @@ def test_missing_value_file(store: ll.ArtifactStore) -> None:
     assert store.delete("x", 0) == 1  # a dangling row can still be removed
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_version_deleted_between_get_and_load_is_not_found(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Another process deleting the version after ``get`` is named as a deletion (not as a
+    value "removed outside linea_luigi", which was the advice before)."""
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    ours = ll.ArtifactStore(url, str(tmp_path / "values"))
+    theirs = ll.ArtifactStore(url, str(tmp_path / "values"))
+    ours.save("old", "v")
+    ours.save("new", "v")
+    looked_up = ours.get("v", 0)
+    assert theirs.delete("v", 0) == 1
+    with pytest.raises(ll.ArtifactNotFoundError) as info:
+        ours.load_artifact(looked_up)
+    message = str(info.value)
+    assert "'v' v0 was deleted after it was looked up" in message
+    assert "outside linea_luigi" not in message
+    assert ours.load("v") == "new"  # looking up again finds what exists
+
+
 # -- crash safety ---------------------------------------------------------------------------
 
 

@@ -128,6 +128,7 @@ def test_doctor(pg_url: str, tmp_path: Path, luigi_cfg: WriteCfg) -> None:
     assert f"luigi.cfg [artifact_store] db_connection ({cfg})" in out
     assert "(environment LINEA_LUIGI_ARTIFACT_STORAGE_DIR)" in out
     assert "checksum              blake3  (default)" in out
+    assert "lock_timeout          60 s  (default)" in out
     assert [line[0] for line in out.splitlines() if line[:1] in "✓✗"] == ["✓", "✓", "✓"]
     assert list(good.rglob("*.probe")) == []
 
@@ -150,3 +151,40 @@ def test_doctor_unreachable_database(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "✗ database unreachable" in result.stdout
     assert SECRET not in result.output
+
+
+def test_an_sqlite_path_under_a_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from linea_luigi.cli import main
+
+    (tmp_path / "afile").write_text("not a folder")
+    db = tmp_path / "afile" / "x.sqlite"
+    with pytest.raises(ll.ConfigError) as err:
+        ll.ArtifactStore(f"sqlite:///{db}", str(tmp_path / "s")).save(1, "x")
+    assert str(db) in str(err.value) and "is a file, not a folder" in str(err.value)
+    result = CliRunner().invoke(
+        main, ["--db-url", f"sqlite:///{db}", "--storage-dir", str(tmp_path / "s"), "list"]
+    )
+    assert result.exit_code == 1
+    assert "unexpected" not in result.output and "FileExistsError" not in result.output
+    assert str(db) in result.output
+
+
+@pytest.mark.parametrize("section", ["artifact_store", "task_history"])
+def test_an_unset_variable_is_named(
+    section: str, luigi_cfg: WriteCfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LL_TEST_UNSET_PASSWORD", raising=False)
+    luigi_cfg(
+        f"[{section}]\n"
+        "db_connection = postgresql://u:${LL_TEST_UNSET_PASSWORD}@127.0.0.1/db\n"
+        f"[task_history_other]\nx = ${{ALSO_UNSET_BUT_NOT_READ}}\n"
+    )
+    with pytest.raises(ll.ConfigError) as err:
+        ll.resolve_settings()
+    message = str(err.value)
+    assert f"[{section}] db_connection" in message
+    assert "LL_TEST_UNSET_PASSWORD" in message and "not set" in message
+    monkeypatch.setenv("LL_TEST_UNSET_PASSWORD", SECRET)
+    assert ll.resolve_settings().database_url.password == SECRET

@@ -12,7 +12,7 @@ from datetime import date
 import pytest
 
 import linea_luigi as ll
-from linea_luigi.store import glob_to_regex
+from linea_luigi.globs import to_regex as glob_to_regex
 
 NAMES = [
     "model",

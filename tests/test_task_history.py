@@ -211,6 +211,10 @@ def test_results_are_fully_loaded_after_the_session_closes(history: ll.DbTaskHis
     by_task_id = history.find_task_by_task_id(DummyTask(foo="bar").task_id)
     assert by_task_id is not None and by_task_id.host == "other"
     assert history.find_task_by_id("nope") is None
+    record_id = history.tasks[first.id].record_id
+    assert record_id < 10  # so the Unicode digit below would name it, if it were read
+    for not_an_id in (chr(0x0660 + record_id), "9" * 20, str(2**31), "-1", f" {record_id}"):
+        assert history.find_task_by_id(not_an_id) is None, not_an_id  # never int()'s reading
     assert history.find_task_by_task_id("NoSuchTask__99914b932b") is None
     assert list(history.find_all_by_parameters("DummyTask", foo="nope")) == []
 

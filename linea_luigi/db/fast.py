@@ -23,6 +23,7 @@ import contextlib
 import functools
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
@@ -34,7 +35,7 @@ from sqlalchemy.sql.expression import Executable
 
 from ..errors import CommitOutcomeUnknownError
 from . import engine as _engine
-from .engine import LOCK_RETRIES, is_lock_error, lock_backoff, on_dispose, translate
+from .engine import LockWait, is_lock_error, lock_timeout_of, on_dispose, translate
 
 T = TypeVar("T")
 
@@ -265,8 +266,9 @@ def run(
 
     Errors leave as ``DatabaseError`` (password masked), connection failures
     included; ``CommitOutcomeUnknownError`` when the connection was lost during
-    COMMIT. A write that timed out on SQLite's lock is retried. ``work`` must
-    touch nothing but the database.
+    COMMIT. Work that met another process's SQLite lock is retried until the
+    engine's lock timeout (``engine.LockWait``), then ``DatabaseLockedError``.
+    ``work`` must touch nothing but the database.
     """
     facts = _facts.get(engine)
     if facts is None:
@@ -276,7 +278,8 @@ def run(
             url, lambda c: work(_ConnectionExecutor(c)), write=write, doing=doing, engine=engine
         )
     dialect = engine.dialect
-    tries = 0
+    started = time.monotonic()
+    wait: LockWait | None = None
     reconnected = False
     while True:
         conn = None
@@ -315,12 +318,14 @@ def run(
                 if not began and not reconnected:
                     reconnected = True
                     continue
-            if write and dialect.name == "sqlite" and is_lock_error(err) and tries < LOCK_RETRIES:
-                tries += 1
-                lock_backoff(tries)
+            if dialect.name == "sqlite" and is_lock_error(err):
+                wait = wait or LockWait(url, engine, doing, started)
+                wait.again(err)
                 continue
             operational = isinstance(err, dialect.loaded_dbapi.OperationalError)
-            error = translate(err, url, doing, operational=operational)
+            error = translate(
+                err, url, doing, operational=operational, lock_timeout=lock_timeout_of(engine)
+            )
             if committing and lost:
                 raise CommitOutcomeUnknownError(
                     f"{error} The connection was lost during COMMIT, so the write may or may "

@@ -39,11 +39,15 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from ..config import resolve_settings
 from ..db.engine import get_engine, transact, translate
 from ..db.history_schema import TaskEvent, TaskParameter, TaskRecord, ensure_history_tables
-from ..urls import mask_url, parse_db_url
+from ..errors import InvalidArgumentError
+from ..urls import mask_secrets, parse_db_url
+from ..versions import parse_count
 
 log = logging.getLogger(__name__)
 
 SECTION = "task_history"
+#: the largest task record id (an Integer column: int4 on PostgreSQL)
+MAX_RECORD_ID = 2**31 - 1
 
 
 def history_url() -> URL:
@@ -74,7 +78,7 @@ class DbTaskHistory(TaskHistory):
         return sessionmaker(bind=self.engine, expire_on_commit=False)
 
     def __repr__(self) -> str:
-        return f"DbTaskHistory({mask_url(self.url)!r})"
+        return f"DbTaskHistory({mask_secrets(self.url)!r})"
 
     def ensure_schema(self) -> None:
         """Migrate the schema, history tables included, now (otherwise done at first use)."""
@@ -174,10 +178,15 @@ class DbTaskHistory(TaskHistory):
             return list(s.scalars(select(TaskEvent).order_by(TaskEvent.id)))
 
     def find_task_by_id(self, id: int | str, session: Session | None = None) -> TaskRecord | None:
-        """The record with this record id (``None`` if there is none)."""
+        """The record with this record id (``None`` if there is none, or no such id can be).
+
+        ``id`` comes from Luigi's ``/history/by_id/<id>`` URL: only ASCII digits
+        within the column's range are looked up (``int('٣')`` is 3, and a
+        20-digit id overflows SQLite's driver).
+        """
         try:
-            record_id = int(id)
-        except (TypeError, ValueError):
+            record_id = parse_count(id, "record id", maximum=MAX_RECORD_ID)
+        except InvalidArgumentError:
             return None
         with self._session(session) as s:
             return s.get(TaskRecord, record_id)

@@ -36,6 +36,7 @@ from typing import Any
 from .. import web
 from ..config import resolve_settings
 from ..errors import ArtifactStoreError
+from ..urls import mask_secrets
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,9 @@ def serve(api_port: int = 8082, address: str | None = None, unix_socket: str | N
         scheduler = build_scheduler() or luigi.scheduler.Scheduler()  # type: ignore[no-untyped-call]
         catalog = build_catalog(scheduler)
     except ArtifactStoreError as err:
-        log.error("linea-luigid cannot start: %s", err)
-        raise SystemExit(f"linea-luigid: {err}") from None
+        message = mask_secrets(str(err))
+        log.error("linea-luigid cannot start: %s", message)
+        raise SystemExit(f"linea-luigid: {message}") from None
     scheduler.load()
     application = luigi.server.app(scheduler)  # type: ignore[no-untyped-call]
     application.add_handlers(

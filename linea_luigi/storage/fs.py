@@ -15,11 +15,13 @@ than writing a small value itself. Every other protocol goes through fsspec.
 
 Every failure of the storage itself while opening, writing, committing,
 reading or deleting (a full disk, a missing bucket, refused credentials, an
-unreachable endpoint) leaves as one ``StorageError`` that names the location,
-says what to check and never shows a credential. Errors that are not the
-storage's (a value that cannot be pickled, ``KeyboardInterrupt``, our own
+unreachable endpoint), and every failure to connect to it at all, leaves as
+one ``StorageError`` that names the location, says what to check and never
+shows a credential: locations are shown through ``urls.mask_secrets``, and the
+values of secret-looking ``storage_options`` are scrubbed. Errors that are not
+the storage's (a value that cannot be pickled, ``KeyboardInterrupt``, our own
 errors) pass through unchanged. The library's original error stays chained as
-``__cause__`` for debugging.
+``__cause__`` for debugging, unless its text holds a credential.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import errno
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import uuid
@@ -42,6 +45,7 @@ import fsspec
 from fsspec.spec import AbstractFileSystem
 
 from ..errors import ArtifactStoreError, ConfigError, StorageError
+from ..urls import is_secret_key, mask_secrets, secrets_in
 from . import multipart
 
 log = logging.getLogger(__name__)
@@ -60,20 +64,18 @@ _DISCARD_RETRIES = 3
 
 
 def _resolve(root: str, storage_options: dict[str, Any]) -> tuple[AbstractFileSystem, str]:
-    """The filesystem and root path for this process (fsspec objects are per pid)."""
+    """The filesystem and root path for this process (fsspec objects are per pid).
+
+    Creating the filesystem may connect (FTP, SFTP): its errors are raised
+    as they are, for ``ValueStorage._fs`` to translate.
+    """
     key = (os.getpid(), root, json.dumps(storage_options, sort_keys=True, default=str))
     found = _filesystems.get(key)
     if found is None:
         with _fs_lock:
             found = _filesystems.get(key)
             if found is None:
-                try:
-                    fs, path = fsspec.core.url_to_fs(root, **storage_options)
-                except (ValueError, ImportError, TypeError) as exc:
-                    raise ConfigError(
-                        f"Cannot open artifact storage {root!r} with storage_options keys "
-                        f"{sorted(storage_options)}: {exc}. Check the URL's scheme and the options."
-                    ) from exc
+                fs, path = fsspec.core.url_to_fs(root, **storage_options)
                 found = (fs, str(path).rstrip("/") or "/")
                 _filesystems[key] = found
     return found
@@ -88,8 +90,12 @@ class ValueStorage:
             root = os.path.abspath(os.path.expanduser(root))
         self._root = root
         self._options = dict(storage_options or {})
-        fs, path = _resolve(self._root, self._options)  # reject bad URLs now, not at first save
+        self._hidden = _hidden_values(root, self._options)
+        fs, path = self._fs  # reject bad URLs and unreachable servers now, not at first save
+        #: the root as recorded in the database: credentials included, never printed
         self.root_uri = fs.unstrip_protocol(path)
+        #: the root for messages and ``Artifact.uri``: credentials masked
+        self.display_root = self._scrub(self.root_uri)
         self._renames = bool(_RENAMING_PROTOCOLS & set(_protocols(fs)))
         #: the folder, when values are local files handled with os calls
         self._local: str | None = path if self._renames else None
@@ -119,19 +125,44 @@ class ValueStorage:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("_multipart", False)  # pickled by an older linea_luigi
+        self._hidden = _hidden_values(self._root, self._options)
+        self.display_root = self._scrub(self.root_uri)
         self._made_dirs = set()
         self._undiscarded = []
 
     @property
     def _fs(self) -> tuple[AbstractFileSystem, str]:
-        return _resolve(self._root, self._options)
+        """The filesystem and root path, connected on first use in each process.
+
+        A bad URL or option is a ``ConfigError``; a server that cannot be reached
+        (refused, unknown host, timeout, rejected login) is a ``StorageError``.
+        """
+        try:
+            return _resolve(self._root, self._options)
+        except (ValueError, ImportError, TypeError) as exc:
+            message = (
+                f"Cannot open artifact storage {self._root!r} with storage_options keys "
+                f"{sorted(self._options)}: {exc}. Check the URL's scheme and the options."
+            )
+            raise ConfigError(self._scrub(message)) from self._cause(exc)
+        except Exception as exc:
+            if isinstance(exc, ArtifactStoreError):
+                raise
+            message = (
+                f"Cannot connect to the artifact storage {self._root}: {_first_line(exc)}. "
+                f"{_hint(exc, writing=False)}"
+            )
+            raise StorageError(self._scrub(message)) from self._cause(exc)
 
     def _path(self, location: str) -> str:
         return f"{self._fs[1]}/{location}"
 
     def uri(self, location: str) -> str:
-        """Full URL of a stored value (e.g. ``file:///…`` or ``s3://bucket/…``)."""
-        return f"{self.root_uri}/{location}"
+        """Full URL of a stored value (e.g. ``file:///…`` or ``s3://bucket/…``), for people.
+
+        ``Artifact.uri`` is this: a credential in the root's URL is masked.
+        """
+        return f"{self.display_root}/{location}"
 
     # -- writing --------------------------------------------------------------------
 
@@ -290,7 +321,7 @@ class ValueStorage:
             raise StorageError(
                 f"The stored value {self.uri(location)} is missing: the metadata row exists "
                 "but its value was removed outside linea_luigi. Delete this version and save again."
-            ) from exc
+            ) from self._cause(exc)
         except Exception as exc:
             self._raise_storage_error("read", location, exc)
             raise
@@ -376,13 +407,20 @@ class ValueStorage:
             return
         target = f"{doing} {self.uri(location)}" + (" for writing" if doing == "open" else "")
         message = f"Cannot {target}: {_first_line(exc)}. {_hint(exc, writing)}"
-        raise StorageError(self._scrub(message)) from exc
+        raise StorageError(self._scrub(message)) from self._cause(exc)
 
     def _scrub(self, text: str) -> str:
         """``text`` with every credential we know of replaced by ``***``."""
-        for secret in _secrets(self._options):
+        for secret in self._hidden:
             text = text.replace(secret, "***")
-        return text
+        return mask_secrets(text)
+
+    def _cause(self, exc: BaseException) -> BaseException | None:
+        """``exc`` to chain to our error, or None when its chain shows a credential."""
+        for e in _chain(exc):
+            if self._scrub(str(e)) != str(e):
+                return None
+        return exc
 
 
 @dataclass(frozen=True)
@@ -419,6 +457,8 @@ def _protocols(fs: AbstractFileSystem) -> tuple[str, ...]:
 
 #: exception classes of storage client libraries, looked up only if already imported
 _CLIENT_ERRORS = (
+    ("ftplib", ("Error",)),
+    ("paramiko", ("SSHException",)),
     ("botocore.exceptions", ("BotoCoreError", "ClientError")),
     ("aiohttp", ("ClientError",)),
     ("google.api_core.exceptions", ("GoogleAPIError",)),
@@ -513,10 +553,13 @@ def _hint(exc: BaseException, writing: bool) -> str:
                 "environment variables or profile) and that they may "
                 f"{'write' if writing else 'read'} this location."
             )
-        if names & _CONNECTION_CLASSES or isinstance(e, (ConnectionError, TimeoutError)):
+        if names & _CONNECTION_CLASSES or isinstance(
+            e, (ConnectionError, TimeoutError, socket.gaierror)
+        ):
             return (
-                "Check that the storage endpoint is reachable (network, and storage_options "
-                "client_kwargs endpoint_url), then try again."
+                "Check that the storage endpoint is reachable (the network, the host and port "
+                "in artifact_storage_dir, storage_options client_kwargs endpoint_url), "
+                "then try again."
             )
     action = "writable" if writing else "readable"
     return f"Check that the storage location exists and is reachable and {action}."
@@ -528,10 +571,21 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
 
 
-_SECRET_WORDS = ("secret", "token", "password", "passwd", "key", "credential", "sas", "signature")
 #: shorter values are not credentials, and masking them would garble locations
 _SECRET_MIN = 8
 _SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_KEY")
+
+
+def _hidden_values(root: str, options: dict[str, Any]) -> tuple[str, ...]:
+    """Credentials to scrub from messages: in the root's URL, the options and variables.
+
+    A library may show them other than as ``mask_secrets`` finds them (s3fs
+    puts a URL's user-info into the bucket name, botocore re-encodes it), so
+    they are replaced wherever they appear. Longest first: none is left half shown.
+    """
+    found = {s for s in secrets_in(root) if len(s) >= _SECRET_MIN}
+    found.update(_secrets(options))
+    return tuple(sorted(found, key=len, reverse=True))
 
 
 def _secrets(options: Any, key: str = "") -> Iterator[str]:
@@ -542,11 +596,7 @@ def _secrets(options: Any, key: str = "") -> Iterator[str]:
     elif isinstance(options, (list, tuple)):
         for v in options:
             yield from _secrets(v, key)
-    elif (
-        isinstance(options, str)
-        and len(options) >= _SECRET_MIN
-        and any(word in key.lower() for word in _SECRET_WORDS)
-    ):
+    elif isinstance(options, str) and len(options) >= _SECRET_MIN and is_secret_key(key):
         yield options
     if not key:
         for name in _SECRET_VARIABLES:

@@ -30,6 +30,7 @@ from typing import Any
 from fsspec.asyn import sync
 
 from ..errors import StorageError
+from ..urls import mask_secrets
 
 #: S3's limits: every part but the last 5 MiB to 5 GiB, at most 10,000 parts
 MIN_PART_SIZE = 5 * 2**20
@@ -169,9 +170,9 @@ class MultipartWriter:
     def _send(self, body: bytearray) -> None:
         if self._sent >= MAX_PARTS:
             raise StorageError(
-                f"Cannot write s3://{self._path}: the value needs more than S3's {MAX_PARTS} "
-                f"parts (of {self._part_size} bytes at first). Raise the part size "
-                "(storage_options default_block_size)."
+                f"Cannot write {mask_secrets(f's3://{self._path}')}: the value needs more "
+                f"than S3's {MAX_PARTS} parts (of {self._part_size} bytes at first). Raise the "
+                "part size (storage_options default_block_size)."
             )
         self._collect(wait=len(self._in_flight) >= self._max_in_flight)
         self._sent += 1

@@ -24,7 +24,8 @@ import tornado.web
 from ..artifact import human_size
 from ..cli_format import artifact_json, detail_json, iso_utc, short_time
 from ..errors import ArtifactNotFoundError, ArtifactStoreError, InvalidArgumentError
-from ..urls import mask_text
+from ..urls import mask_secrets
+from ..versions import MAX_VERSION, parse_count
 from . import graph
 from .reader import Catalog, Detail, Page, check_limit, name_filter
 
@@ -119,8 +120,9 @@ class _Handler(tornado.web.RequestHandler):
         loop = tornado.ioloop.IOLoop.current()
         return await loop.run_in_executor(_POOL, lambda: work(*args, **kwargs))
 
-    def query(self, key: str) -> str | None:
-        value = self.get_query_argument(key, None)
+    def query(self, key: str, *, strip: bool = True) -> str | None:
+        """A query argument, None when absent or empty; numbers pass ``strip=False`` (' 1')."""
+        value = self.get_query_argument(key, None, strip=strip)
         return value if value else None
 
     def write_json(self, doc: Any) -> None:
@@ -133,7 +135,7 @@ class _Handler(tornado.web.RequestHandler):
         try:
             await self.respond(*args)
         except ArtifactStoreError as err:
-            message = mask_text(str(err))
+            message = mask_secrets(str(err))
             log.warning("artifact browser %s: %s", self.request.path, message)
             self.send_error(_status_of(err), message=message)
 
@@ -159,7 +161,7 @@ def _status_of(err: ArtifactStoreError) -> int:
 class _Listing(_Handler):
     async def page(self) -> tuple[Page, dict[str, str | None]]:
         args = {k: self.query(k) for k in ("q", "family", "after", "before")}
-        limit = check_limit(self.query("limit"))
+        limit = check_limit(self.query("limit", strip=False))
         page = await self.read(
             self.catalog.latest,
             pattern=name_filter(args["q"]),
@@ -219,11 +221,9 @@ class ListApi(_Listing):
 
 class _Name(_Handler):
     async def versions(self, name: str) -> tuple[Page, dict[str, int]]:
-        raw = self.query("before")
-        if raw is not None and not raw.isdigit():
-            raise InvalidArgumentError("before must be a version number.")
-        before = None if raw is None else int(raw)
-        limit = check_limit(self.query("limit"))
+        raw = self.query("before", strip=False)
+        before = None if raw is None else parse_count(raw, "before", maximum=MAX_VERSION)
+        limit = check_limit(self.query("limit", strip=False))
         page = await self.read(self.catalog.versions, name, before=before, limit=limit)
         aliases = await self.read(self.catalog.aliases, name)
         return page, aliases
@@ -269,12 +269,10 @@ class NameApi(_Name):
 
 class _Version(_Handler):
     def depth(self) -> int:
-        raw = self.query("depth")
+        raw = self.query("depth", strip=False)
         if raw is None:
             return graph.DEFAULT_DEPTH
-        if not (raw.isdigit() and 1 <= int(raw) <= graph.MAX_DEPTH):
-            raise InvalidArgumentError(f"depth must be a whole number from 1 to {graph.MAX_DEPTH}.")
-        return int(raw)
+        return parse_count(raw, "depth", minimum=1, maximum=graph.MAX_DEPTH)
 
     async def detail(self, name: str, version: str, depth: int) -> Detail:
         result: Detail = await self.read(self.catalog.detail, name, version, depth=depth)

@@ -19,15 +19,16 @@ from typing import Any
 
 from sqlalchemy import URL, Connection, Select, func, select
 
+from .. import globs
 from ..artifact import Artifact
 from ..db.engine import run
 from ..db.runs import runs_of_task
 from ..db.schema import ARTIFACTS
 from ..db.setup import status
-from ..errors import ArtifactNotFoundError, InvalidArgumentError
+from ..errors import ArtifactNotFoundError
 from ..runs import TaskRun
-from ..store import ArtifactStore, glob_to_regex
-from ..versions import LATEST, check_name
+from ..store import ArtifactStore
+from ..versions import LATEST, check_name, parse_count, parse_version_text
 from . import graph
 
 _A = ARTIFACTS.c
@@ -75,9 +76,7 @@ def check_limit(raw: str | None) -> int:
     """A page size from a query string: 1..``MAX_LIMIT``, ``DEFAULT_LIMIT`` when absent."""
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise InvalidArgumentError(f"limit must be a whole number from 1 to {MAX_LIMIT}.")
-    return int(raw)
+    return parse_count(raw, "limit", minimum=1, maximum=MAX_LIMIT)
 
 
 class Catalog:
@@ -170,8 +169,8 @@ class Catalog:
         if store is None or not store.exists(name):
             raise _unknown(name)  # without the store's "did you mean", which reads every name
         known = store.aliases(name)
-        if version.isdigit():
-            a = store.get(name, int(version))
+        if version.isdigit():  # of any script: '²' is a bad number, never an alias
+            a = store.get(name, parse_version_text(version))
         elif version == LATEST:
             a = store.get(name)
         elif version in known:
@@ -222,7 +221,7 @@ def _latest_page(
     backwards = before is not None
     names: Select[Any] = select(_A.name, func.max(_A.version).label("v"))
     if pattern is not None:
-        names = names.where(_A.name.regexp_match(glob_to_regex(pattern)))
+        names = names.where(globs.matches(_A.name, pattern))
     if family is None:
         names = _keyset(names, _A.name, after, before).group_by(_A.name)
         names = names.order_by(_A.name.desc() if backwards else _A.name).limit(limit + 1)
