@@ -7,9 +7,6 @@ schema on SQLite or PostgreSQL.
 
 from __future__ import annotations
 
-from .artifact import Artifact, TaskInfo
-from .config import Settings, resolve_settings
-from .default import artifact_store, delete, get, load, save
 from .errors import (
     ArtifactInUseError,
     ArtifactNotFoundError,
@@ -27,9 +24,11 @@ from .errors import (
 )
 from .integration import ArtifactTarget, ArtifactTaskMixin
 from .integration.history import DbTaskHistory
-from .options import options
-from .runs import TaskRun
+from .model import Artifact, TaskInfo, TaskRun
+from .settings import Settings, resolve_settings
+from .settings.options import options
 from .store import ArtifactStore
+from .store.default import artifact_store, delete, get, load, save
 
 __version__ = "0.1.0"
 

@@ -27,7 +27,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from .errors import InvalidArgumentError
-from .versions import MAX_NAME_LENGTH
+from .names import MAX_NAME_LENGTH
 
 #: longest pattern, in characters
 MAX_LENGTH = 64

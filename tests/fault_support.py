@@ -220,4 +220,3 @@ def wait_until(ready: Callable[[], bool], what: str, timeout: float = 30.0) -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.01)
-

@@ -12,7 +12,7 @@ import linea_luigi as ll
 from linea_luigi.db import setup
 from linea_luigi.db.engine import dispose_all, run
 from linea_luigi.db.migrations import runner
-from linea_luigi.urls import parse_db_url
+from linea_luigi.settings.urls import parse_db_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -64,8 +64,8 @@ def filled(db_url: str, storage_dir: Path) -> ll.ArtifactStore:
 
 
 def test_parse_count_takes_ascii_digits_in_range_only() -> None:
-    from linea_luigi.versions import MAX_VERSION as max_version
-    from linea_luigi.versions import check_count, parse_count
+    from linea_luigi.names import MAX_VERSION as max_version
+    from linea_luigi.names import check_count, parse_count
 
     assert max_version == MAX_VERSION
     assert parse_count("0", "n") == 0 and parse_count("007", "n") == 7

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import linea_luigi as ll
-import linea_luigi.store as store_module
+import linea_luigi.store.artifact_store as store_module
 
 
 def _info(key: str) -> ll.TaskInfo:

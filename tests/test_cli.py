@@ -22,8 +22,9 @@ from fault_support import S3_ENV, empty_bucket, moto_s3, s3_client
 from test_task_runs import RModel, build
 
 import linea_luigi as ll
-from linea_luigi import cli
-from linea_luigi.cli import main, parse_spec
+from linea_luigi.cli import commands as cli
+from linea_luigi.cli import main
+from linea_luigi.cli.commands import parse_spec
 
 SCRIPT = Path(sys.executable).with_name("linea-luigi")
 BUCKET = "ll-cli"

@@ -36,8 +36,8 @@ from fault_support import moto_s3
 from luigi_support import stop_process
 
 import linea_luigi as ll
-from linea_luigi.config import _config_class
 from linea_luigi.integration.history import history_url
+from linea_luigi.settings.luigi_cfg import config_class
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -265,7 +265,7 @@ def test_example_documents_every_key() -> None:
             state = "key"
         else:
             state = "comment" if line.startswith("#") else ""
-    read_by_linea_luigi = {("artifact_store", name) for name, _ in _config_class().get_params()}
+    read_by_linea_luigi = {("artifact_store", name) for name, _ in config_class().get_params()}
     assert read_by_linea_luigi == {
         ("artifact_store", k)
         for k in (

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 import linea_luigi as ll
-from linea_luigi.db import fast
+from linea_luigi.db import executor as fast
 
 
 def _terminate_backends(pg_url: str) -> int:

@@ -16,7 +16,7 @@ import pytest
 from fault_support import S3_ENV, keys, moto_s3, s3_client
 
 import linea_luigi as ll
-from linea_luigi.gc import parse_duration
+from linea_luigi.store.gc import parse_duration
 
 BUCKET = "ll-gc"
 

@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 import linea_luigi as ll
 from linea_luigi.db.engine import get_engine
-from linea_luigi.serialization import get_serializer
+from linea_luigi.values.serializers import get_serializer
 
 REPO = Path(__file__).resolve().parents[1]
 FILLER = b"\xaa" * 4096
@@ -259,8 +259,8 @@ PAUSE_IN_PUBLISH = """
 import sys, time
 from pathlib import Path
 import linea_luigi as ll
-from linea_luigi import store as store_module
-from linea_luigi.db import fast
+from linea_luigi.store import artifact_store as store_module
+from linea_luigi.db import executor as fast
 
 store = ll.ArtifactStore(db_url=sys.argv[1], storage_dir=sys.argv[2])
 flag = Path(sys.argv[3])

@@ -205,7 +205,7 @@ def test_lineage_records_the_version_load_input_read(default: ll.ArtifactStore) 
 def test_fan_in_reads_the_latest_version_of_each_input_in_few_queries(
     default: ll.ArtifactStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import linea_luigi.store as store_module
+    import linea_luigi.store.artifact_store as store_module
 
     build([LnMerge(k=5)])
     # a newer version for one part's identity (as a rerun elsewhere would save)

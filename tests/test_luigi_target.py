@@ -14,7 +14,7 @@ import pytest
 from luigi_support import build, note_run, use_as_default
 
 import linea_luigi as ll
-from linea_luigi.db import fast
+from linea_luigi.db import executor as fast
 from linea_luigi.db.engine import get_engine
 
 KEY = "a" * 64

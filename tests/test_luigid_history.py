@@ -20,7 +20,7 @@ from scheduler_support import LINEA_LUIGID, LUIGID, api, free_port, get, schedul
 from scheduler_support import scheduler_env as child_env
 
 import linea_luigi as ll
-from linea_luigi.urls import parse_db_url
+from linea_luigi.settings.urls import parse_db_url
 
 TASKS = """
     import luigi

@@ -30,8 +30,8 @@ import sqlalchemy as sa
 from scheduler_support import LINEA_LUIGID, free_port, get, scheduler_env, scheduler_process
 
 import linea_luigi as ll
+from linea_luigi.settings.urls import mask_secrets
 from linea_luigi.storage import ValueStorage
-from linea_luigi.urls import mask_secrets
 from linea_luigi.web import Catalog
 
 DB_USERINFO = "S3cr3tUserInfo"

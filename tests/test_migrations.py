@@ -25,12 +25,12 @@ import sqlalchemy as sa
 from alembic import command
 
 import linea_luigi as ll
-import linea_luigi.store as store_module
+import linea_luigi.store.artifact_store as store_module
 from linea_luigi.db import setup
 from linea_luigi.db.engine import dispose_all, get_engine, run
 from linea_luigi.db.migrations import BASELINE, HEAD, LOCATION, VERSION_TABLE, runner
 from linea_luigi.db.schema import metadata
-from linea_luigi.urls import parse_db_url
+from linea_luigi.settings.urls import parse_db_url
 
 REPO = Path(__file__).resolve().parents[1]
 FUTURE = "0099_from_the_future"

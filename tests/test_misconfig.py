@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 import linea_luigi as ll
-from linea_luigi import config
+from linea_luigi.settings import luigi_cfg as cfg_reading
 
 SECRET = "hunter2-s3cret-pw"
 WriteCfg = Callable[[str], Path]
@@ -53,7 +53,7 @@ def test_a_misspelt_key_is_named_and_its_value_never_shown(
             ll.resolve_settings()
         assert "'db_conection'" in str(err.value)
         assert "Did you mean 'db_connection'?" in str(err.value)
-        config._config_class()()  # Luigi's unconsumed-key warning would print the value
+        cfg_reading.config_class()()  # Luigi's unconsumed-key warning would print the value
         ok = luigi.build([Probe()], local_scheduler=True)  # a whole run fails, quietly
     assert not ok
     printed = _everything_printed(capfd, caplog, caught)
@@ -78,7 +78,7 @@ def test_a_look_alike_section_is_warned_about(
         f"[{section}]\ndb_connection = postgresql://u:{SECRET}@h/db\n"
         f"artifact_storage_dir = {tmp_path / 'meant'}\n"
     )
-    with pytest.warns(config.ConfigWarning, match=rf"\[{section}\]") as caught:
+    with pytest.warns(cfg_reading.ConfigWarning, match=rf"\[{section}\]") as caught:
         settings = ll.resolve_settings()
     assert settings.storage_dir.endswith(".linea_luigi/artifacts")  # ignored, as warned
     assert all(SECRET not in str(w.message) for w in caught)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import linea_luigi as ll
-from linea_luigi import progress
+from linea_luigi.values import progress
 
 BIG = progress.THRESHOLD + 6 * 2**20
 

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 import linea_luigi as ll
 from linea_luigi.db.engine import get_engine
 from linea_luigi.db.schema import LineageRow
-from linea_luigi.urls import parse_db_url
+from linea_luigi.settings.urls import parse_db_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

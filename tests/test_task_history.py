@@ -387,7 +387,12 @@ def _luigi_tables() -> dict[str, sa.Table]:
 
 
 @pytest.mark.parametrize(
-    "module", ["linea_luigi/db/history_schema.py", "linea_luigi/db/runs.py", "linea_luigi/runs.py"]
+    "module",
+    [
+        "linea_luigi/db/history_schema.py",
+        "linea_luigi/db/queries/history.py",
+        "linea_luigi/model.py",
+    ],
 )
 def test_store_side_modules_do_not_import_luigi(module: str) -> None:
     """The store reads the history tables; it must never need Luigi."""

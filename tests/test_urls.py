@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 import linea_luigi as ll
-from linea_luigi.urls import mask_text, mask_url, parse_db_url
+from linea_luigi.settings.urls import mask_text, mask_url, parse_db_url
 
 SECRET = "s3cret"
 UNREACHABLE = f"postgresql://user:{SECRET}@127.0.0.1:1/db"

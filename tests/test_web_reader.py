@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 import linea_luigi as ll
 from linea_luigi.db.engine import get_engine
-from linea_luigi.urls import parse_db_url
+from linea_luigi.settings.urls import parse_db_url
 from linea_luigi.web import Catalog, graph
 
 

@@ -33,15 +33,14 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
 from ..errors import ConfigError, DatabaseError, DatabaseLockedError
-from ..urls import mask_url
+from ..settings.settings import DEFAULT_LOCK_TIMEOUT_S
+from ..settings.urls import mask_url
 
 log = logging.getLogger(__name__)
 
 _WRITE_OPTION = "linea_luigi_write"
 #: a single read statement needs no BEGIN on SQLite: it is its own transaction
 _SINGLE_OPTION = "linea_luigi_single_statement"
-#: seconds a statement waits for another process's lock before failing (the setting's default)
-DEFAULT_LOCK_TIMEOUT_S = 60.0
 #: longest single busy wait on SQLite: the retry loop checks the total and logs between slices
 LOCK_SLICE_S = 1.0
 #: after this long waiting for a lock, say so once in the log

@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Table, insert, select, text, update
 from sqlalchemy.engine import URL, Engine
 
 from ..errors import DatabaseError, SchemaTooNewError, StoreMismatchError
-from ..urls import mask_url
+from ..settings.urls import mask_url
 from .engine import first, on_dispose, run
 from .migrations import HEAD, VERSION_TABLE, fresh
 from .schema import ARTIFACTS, StoreInfoRow

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import register_luigi_config
+from ..settings import register_luigi_config
 from .identity import identity_key
 from .mixin import ArtifactTaskMixin
 from .target import ArtifactTarget

@@ -36,12 +36,12 @@ from sqlalchemy import exc, func, select, update
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from ..config import resolve_settings
 from ..db.engine import get_engine, transact, translate
 from ..db.history_schema import TaskEvent, TaskParameter, TaskRecord, ensure_history_tables
 from ..errors import InvalidArgumentError
-from ..urls import mask_secrets, parse_db_url
-from ..versions import parse_count
+from ..names import parse_count
+from ..settings import resolve_settings
+from ..settings.urls import mask_secrets, parse_db_url
 
 log = logging.getLogger(__name__)
 

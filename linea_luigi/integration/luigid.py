@@ -34,9 +34,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import web
-from ..config import resolve_settings
 from ..errors import ArtifactStoreError
-from ..urls import mask_secrets
+from ..settings import resolve_settings
+from ..settings.urls import mask_secrets
 
 log = logging.getLogger(__name__)
 

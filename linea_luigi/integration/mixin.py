@@ -49,10 +49,10 @@ from luigi.task import flatten as _luigi_flatten
 from luigi.task import getpaths as _luigi_getpaths
 from sqlalchemy.engine import URL
 
-from ..artifact import Artifact, TaskInfo
 from ..errors import InvalidArgumentError
+from ..model import Artifact, TaskInfo
+from ..names import check_name
 from ..store import ArtifactStore
-from ..versions import check_name
 from .identity import REQUIRES_MEMO, identity_key, luigi_params, requirements, task_params
 from .target import ArtifactTarget
 
@@ -123,7 +123,7 @@ class ArtifactTaskMixin:
 
     def artifact_store(self) -> ArtifactStore:
         """The store this task's artifacts go to; override to choose one per task."""
-        from ..default import artifact_store
+        from ..store.default import artifact_store
 
         return artifact_store()
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import luigi
 
-from ..artifact import Artifact, TaskInfo
 from ..errors import InvalidArgumentError
+from ..model import Artifact, TaskInfo
+from ..names import LATEST, check_name, parse_version
 from ..store import ArtifactStore
-from ..versions import LATEST, check_name, parse_version
 
 
 class ArtifactTarget(luigi.Target):
@@ -58,7 +58,7 @@ class ArtifactTarget(luigi.Target):
         """The explicit store, else the default store for the configuration in effect now."""
         if self._store is not None:
             return self._store
-        from ..default import artifact_store
+        from ..store.default import artifact_store
 
         return artifact_store()
 

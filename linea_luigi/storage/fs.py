@@ -45,7 +45,7 @@ import fsspec
 from fsspec.spec import AbstractFileSystem
 
 from ..errors import ArtifactStoreError, ConfigError, StorageError
-from ..urls import is_secret_key, mask_secrets, secrets_in
+from ..settings.urls import is_secret_key, mask_secrets, secrets_in
 from . import multipart
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from typing import Any
 from fsspec.asyn import sync
 
 from ..errors import StorageError
-from ..urls import mask_secrets
+from ..settings.urls import mask_secrets
 
 #: S3's limits: every part but the last 5 MiB to 5 GiB, at most 10,000 parts
 MIN_PART_SIZE = 5 * 2**20

@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from ..artifact import Artifact
 from ..db.schema import ARTIFACTS, LINEAGE
+from ..model import Artifact
 
 DEFAULT_DEPTH = 2
 MAX_DEPTH = 6

@@ -21,12 +21,12 @@ from urllib.parse import quote, urlencode
 import tornado.ioloop
 import tornado.web
 
-from ..artifact import human_size
-from ..cli_format import artifact_json, detail_json, iso_utc, short_time
 from ..errors import ArtifactNotFoundError, ArtifactStoreError, InvalidArgumentError
-from ..urls import mask_secrets
-from ..versions import MAX_VERSION, parse_count
+from ..model import human_size
+from ..names import MAX_VERSION, parse_count
+from ..settings.urls import mask_secrets
 from . import graph
+from .documents import artifact_json, detail_json, iso_utc, short_time
 from .reader import Catalog, Detail, Page, check_limit, name_filter
 
 log = logging.getLogger(__name__)

@@ -20,15 +20,14 @@ from typing import Any
 from sqlalchemy import URL, Connection, Select, func, select
 
 from .. import globs
-from ..artifact import Artifact
 from ..db.engine import run
-from ..db.runs import runs_of_task
+from ..db.queries.history import runs_of_task
 from ..db.schema import ARTIFACTS
 from ..db.setup import status
 from ..errors import ArtifactNotFoundError
-from ..runs import TaskRun
+from ..model import Artifact, TaskRun
+from ..names import LATEST, check_name, parse_count, parse_version_text
 from ..store import ArtifactStore
-from ..versions import LATEST, check_name, parse_count, parse_version_text
 from . import graph
 
 _A = ARTIFACTS.c

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.sql.expression import Executable
 
-from .fast import Executor
-from .schema import VERSION_COUNTERS
+from ..executor import Executor
+from ..schema import VERSION_COUNTERS
 
 _counter = VERSION_COUNTERS.c
 

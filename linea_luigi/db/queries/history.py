@@ -18,9 +18,9 @@ from typing import Any, cast
 from sqlalchemy import Connection, Select, Table, bindparam, false, select
 from sqlalchemy.orm import Session
 
-from ..runs import TaskRun
-from .history_schema import DONE, FAILED, PENDING, RUNNING, TaskEvent, TaskRecord
-from .schema import ArtifactRow
+from ...model import TaskRun
+from ..history_schema import DONE, FAILED, PENDING, RUNNING, TaskEvent, TaskRecord
+from ..schema import ArtifactRow
 
 #: allowed skew between the scheduler's and the workers' clocks
 DEFAULT_SLACK = timedelta(seconds=2)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .artifact import Artifact
-from .config import Settings, resolve_settings
-from .store import ArtifactStore
+from ..model import Artifact
+from ..settings import Settings, resolve_settings
+from . import ArtifactStore
 
 _stores: dict[tuple[str, ...], ArtifactStore] = {}
 _last: tuple[Settings, ArtifactStore] | None = None

@@ -19,19 +19,21 @@ from typing import Any
 
 import click
 
-from . import cli_format as fmt
-from . import globs, progress
-from .artifact import Artifact, human_size
-from .config import Settings, explain, resolve_settings
-from .db.migrations import HEAD
-from .db.setup import migrate as migrate_schema
-from .db.setup import status as db_status
-from .default import artifact_store
-from .errors import ArtifactStoreError, InvalidArgumentError, SerializationError, StorageError
-from .storage import ValueStorage
-from .store import ArtifactStore
-from .urls import mask_secrets, mask_url, parse_db_url
-from .versions import ALL, LATEST, parse_count, parse_version_text
+from .. import globs
+from ..db.migrations import HEAD
+from ..db.setup import migrate as migrate_schema
+from ..db.setup import status as db_status
+from ..errors import ArtifactStoreError, InvalidArgumentError, SerializationError, StorageError
+from ..model import Artifact, human_size
+from ..names import ALL, LATEST, parse_count, parse_version_text
+from ..settings import Settings, explain, resolve_settings
+from ..settings.urls import mask_secrets, mask_url, parse_db_url
+from ..storage import ValueStorage
+from ..store import ArtifactStore
+from ..store.default import artifact_store
+from ..values import progress
+from ..web import documents
+from . import render
 
 #: longest repr ``get`` prints without ``-o``
 REPR_LIMIT = 2000
@@ -124,10 +126,12 @@ def _opts(ctx: click.Context) -> _Options:
 
 def _write_artifacts(artifacts: Any, as_json: bool) -> None:
     if as_json:
-        fmt.stream_json_array((fmt.artifact_json(a) for a in artifacts), _out)
+        render.stream_json_array((documents.artifact_json(a) for a in artifacts), _out)
         click.echo()
     else:
-        fmt.stream_table((fmt.table_row(a) for a in artifacts), fmt.TABLE_COLUMNS, click.echo)
+        render.stream_table(
+            (render.table_row(a) for a in artifacts), render.TABLE_COLUMNS, click.echo
+        )
 
 
 def _out(text: str) -> None:
@@ -220,14 +224,14 @@ def show(ctx: click.Context, spec: str, as_json: bool) -> None:
     runs = store.task_runs(a.name, a.version)
     if as_json:
         aliases = sorted(k for k, v in store.aliases(a.name).items() if v == a.version)
-        doc = fmt.detail_json(a, up, down, runs, aliases)
-        fmt.stream_json_array([doc], _out)
+        doc = documents.detail_json(a, up, down, runs, aliases)
+        render.stream_json_array([doc], _out)
         click.echo()
         return
     rows = [
         ("name", a.name),
         ("version", str(a.version)),
-        ("created", fmt.iso_utc(a.created_at) or "-"),
+        ("created", documents.iso_utc(a.created_at) or "-"),
         ("location", a.uri),
         ("size", f"{human_size(a.size_bytes)} ({a.size_bytes} bytes)"),
         ("digest", a.digest),
@@ -246,7 +250,8 @@ def show(ctx: click.Context, spec: str, as_json: bool) -> None:
         "runs",
         [
             f"#{r.record_id} {r.status or '?'} on {r.host or '?'}, started "
-            f"{fmt.iso_utc(r.started_at) or '-'}, finished {fmt.iso_utc(r.finished_at) or '-'}"
+            f"{documents.iso_utc(r.started_at) or '-'}, "
+            f"finished {documents.iso_utc(r.finished_at) or '-'}"
             for r in runs
         ],
     )
@@ -333,7 +338,7 @@ def lineage(ctx: click.Context, spec: str, downstream: bool, depth: int | None) 
     store = _opts(ctx).store()
     root = _get(store, spec)
     related = store.downstream if downstream else store.upstream
-    for line in fmt.draw_tree(root, lambda a: related(a.name, a.version), depth):
+    for line in render.draw_tree(root, lambda a: related(a.name, a.version), depth):
         click.echo(line)
 
 

@@ -26,17 +26,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, bindparam, delete, func, select
 
-from . import aliases as _aliases
-from . import globs, progress
-from .artifact import Artifact, TaskInfo
-from .config import Settings, resolve_settings
-from .db import fast
-from .db.engine import get_engine, run
-from .db.runs import artifacts_of_run_query, runs_of_task
-from .db.schema import ARTIFACTS, LINEAGE
-from .db.setup import ensure_ready
-from .db.versions import allocate_version
-from .errors import (
+from .. import globs
+from ..db import executor as fast
+from ..db.engine import get_engine, run
+from ..db.queries import aliases
+from ..db.queries.history import artifacts_of_run_query, runs_of_task
+from ..db.queries.versions import allocate_version
+from ..db.schema import ARTIFACTS, LINEAGE
+from ..db.setup import ensure_ready
+from ..errors import (
     ArtifactInUseError,
     ArtifactNotFoundError,
     ChecksumMismatchError,
@@ -44,13 +42,24 @@ from .errors import (
     InvalidArgumentError,
     StorageError,
 )
-from .gc import Duration, GcReport, collect
-from .hashing import HashingWriter, algorithm_of, read_hashed
-from .runs import TaskRun
-from .serialization import DEFAULT_SERIALIZER, get_serializer
-from .storage import ValueStorage
-from .urls import mask_url
-from .versions import ALL, LATEST, check_count, check_name, parse_version
+from ..model import Artifact, GcReport, TaskInfo, TaskRun
+from ..names import (
+    ALL,
+    LATEST,
+    SEPARATOR,
+    check_alias,
+    check_count,
+    check_name,
+    parse_version,
+    split_ref,
+)
+from ..settings import Settings, resolve_settings
+from ..settings.urls import mask_url
+from ..storage import ValueStorage
+from ..values import progress
+from ..values.digests import HashingWriter, algorithm_of, read_hashed
+from ..values.serializers import DEFAULT_SERIALIZER, get_serializer
+from .gc import Duration, collect
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +289,7 @@ class ArtifactStore:
             if not found:
                 raise self._not_found(conn, name, spec, None)
             ids = [row_id for row_id, _ in found]
-            aliased = _aliases.on_rows(conn, ids)
+            aliased = aliases.on_rows(conn, ids)
             if aliased:
                 raise _in_use(aliased)
             conn.execute(delete(LINEAGE).where(_L.child_id.in_(ids)))
@@ -306,7 +315,7 @@ class ArtifactStore:
         Creating and moving are one upsert in one transaction; a version that
         does not exist is refused with ``ArtifactNotFoundError``.
         """
-        name, alias = check_name(name), _aliases.check_alias(alias)
+        name, alias = check_name(name), check_alias(alias)
         spec = parse_version(version)
 
         def move(conn: Connection) -> Artifact:
@@ -315,7 +324,7 @@ class ArtifactStore:
             row = conn.execute(q, _params(name, spec, None)).first()
             if row is None:
                 raise self._not_found(conn, name, spec, None)
-            _aliases.upsert(conn, name, alias, row.version)
+            aliases.upsert(conn, name, alias, row.version)
             return self._artifact(row)
 
         result: Artifact = self._run(move, write=True, doing=f"setting alias {name}@{alias}")
@@ -323,10 +332,10 @@ class ArtifactStore:
 
     def remove_alias(self, name: str, alias: str) -> int:
         """Remove ``name@alias``; returns the version it pointed at."""
-        name, alias = check_name(name), _aliases.check_alias(alias)
+        name, alias = check_name(name), check_alias(alias)
 
         def drop(conn: Connection) -> int:
-            version = _aliases.remove(conn, name, alias)
+            version = aliases.remove(conn, name, alias)
             if version is None:
                 raise self._no_alias(conn, name, alias)
             return version
@@ -338,7 +347,7 @@ class ArtifactStore:
         """Every alias of ``name`` and the version it points at, sorted by alias."""
         name = check_name(name)
         result: dict[str, int] = self._run(
-            lambda c: _aliases.of_name(c, name), write=False, doing=f"reading aliases of {name!r}"
+            lambda c: aliases.of_name(c, name), write=False, doing=f"reading aliases of {name!r}"
         )
         return result
 
@@ -369,7 +378,7 @@ class ArtifactStore:
         """The version ``name@alias`` names; None when no such alias but an artifact ``ref``."""
 
         def find(conn: Connection) -> Any:
-            row = conn.execute(_aliases.RESOLVE, {"name": name, "alias": alias}).first()
+            row = conn.execute(aliases.RESOLVE, {"name": name, "alias": alias}).first()
             if row is not None:
                 return row
             if conn.scalar(_probe(True, False), _params(ref, LATEST, None)) is not None:
@@ -380,7 +389,7 @@ class ArtifactStore:
         return None if row is None else self._artifact(row)
 
     def _no_alias(self, conn: Connection, name: str, alias: str) -> ArtifactNotFoundError:
-        known = _aliases.of_name(conn, name)
+        known = aliases.of_name(conn, name)
         if not known:
             if conn.scalar(_probe(True, False), _params(name, LATEST, None)) is None:
                 return self._not_found(conn, name, LATEST, None)
@@ -405,7 +414,7 @@ class ArtifactStore:
         ``name`` may be ``"name@alias"`` (see ``set_alias``), without a version or key.
         """
         name = check_name(name)
-        ref = _aliases.split_ref(name) if _aliases.SEPARATOR in name else None
+        ref = split_ref(name) if SEPARATOR in name else None
         if ref is not None:
             if (version is not None and version != LATEST) or key is not None:
                 raise InvalidArgumentError(

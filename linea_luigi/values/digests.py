@@ -22,13 +22,9 @@ from typing import Any, BinaryIO, Protocol
 
 import blake3
 
-from .errors import ChecksumMismatchError
+from ..errors import ChecksumMismatchError
+from ..settings.settings import BLAKE3, DEFAULT_DIGEST, DIGEST_ALGORITHMS, SHA256
 from .progress import Progress
-
-BLAKE3 = "blake3"
-SHA256 = "sha256"
-DIGEST_ALGORITHMS = (BLAKE3, SHA256)
-DEFAULT_DIGEST = BLAKE3
 
 CHUNK = 8 * 1024 * 1024
 #: below this a chunk is hashed inline: a thread hand-off would cost more

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 #: accepted keys, aliases mapped to their canonical name
 _KEYS = {

@@ -1,4 +1,4 @@
-"""Strict parsing of user-supplied names and version arguments.
+"""Strict parsing of user-supplied names, versions, counts and aliases.
 
 LineaPy silently turned ``"1.9"`` into version 1; here anything that is not a
 non-negative int or one of the allowed keywords is refused with a message that
@@ -11,6 +11,7 @@ bad argument rather than an overflow deep in the driver.
 from __future__ import annotations
 
 import numbers
+import re
 import reprlib
 from typing import Literal
 
@@ -110,3 +111,39 @@ def check_name(name: object) -> str:
     if not name.isprintable():
         raise InvalidArgumentError(f"Artifact name {name!r} contains control characters.")
     return name
+
+
+#: between a name and an alias: ``"model@production"``
+SEPARATOR = "@"
+_FORBIDDEN = re.compile(r"[@:\s]")
+
+
+def check_alias(alias: object) -> str:
+    """Validate an alias: a non-empty printable string without ``@``, ``:`` or whitespace."""
+    if not isinstance(alias, str):
+        raise InvalidArgumentError(f"Aliases are strings, got {type(alias).__name__} {alias!r}.")
+    if not alias:
+        raise InvalidArgumentError("An alias must not be empty.")
+    if len(alias) > MAX_NAME_LENGTH:
+        raise InvalidArgumentError(
+            f"Alias of {len(alias)} characters is too long (at most {MAX_NAME_LENGTH})."
+        )
+    if _FORBIDDEN.search(alias) or not alias.isprintable():
+        raise InvalidArgumentError(
+            f"Invalid alias {alias!r}: '@', ':', whitespace and control characters are not "
+            "allowed (they would make 'name@alias' ambiguous)."
+        )
+    if alias.isdigit() or alias in (LATEST, ALL):
+        raise InvalidArgumentError(
+            f"Invalid alias {alias!r}: it would read as a version; choose a word such as "
+            "'production'."
+        )
+    return alias
+
+
+def split_ref(ref: str) -> tuple[str, str] | None:
+    """``"model@production"`` → ``("model", "production")``; None without ``@``."""
+    if SEPARATOR not in ref:
+        return None
+    name, _, alias = ref.rpartition(SEPARATOR)
+    return (name, alias) if name.strip() and alias else None

@@ -22,20 +22,19 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, delete, select
 
-from .db.schema import ALIASES, ARTIFACTS, LINEAGE
-from .errors import InvalidArgumentError
-from .storage.fs import TMP_MARKER
-from .versions import check_count
+from ..db.schema import ALIASES, ARTIFACTS, LINEAGE
+from ..errors import InvalidArgumentError
+from ..model import GcReport, OrphanValue
+from ..names import check_count
+from ..storage.fs import TMP_MARKER
 
 if TYPE_CHECKING:
-    from .artifact import Artifact
-    from .store import ArtifactStore
+    from . import ArtifactStore
 
 _A = ARTIFACTS.c
 _L = LINEAGE.c
@@ -50,36 +49,6 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.ASCII)
 MAX_DURATION = timedelta(days=36500)
 #: what ``ArtifactStore.save`` writes: ``<dir>/<uuid hex>.pkl``, or a temporary sibling
 _OUR_FILE = re.compile(rf"^[^/]+/[0-9a-f]{{32}}\.pkl({re.escape(TMP_MARKER)}[0-9a-f]{{32}})?$")
-
-
-@dataclass(frozen=True)
-class OrphanValue:
-    """A stored file no artifact row references."""
-
-    uri: str
-    location: str
-    size_bytes: int
-    modified: datetime | None
-
-
-@dataclass(frozen=True)
-class GcReport:
-    """What ``collect`` deleted, or would delete in a dry run."""
-
-    dry_run: bool
-    #: versions deleted (or to delete), by name and version
-    versions: list[Artifact] = field(default_factory=list)
-    #: unreferenced values removed (or to remove)
-    orphans: list[OrphanValue] = field(default_factory=list)
-    #: unreferenced values left alone because they are younger than the grace period
-    young_orphans: list[OrphanValue] = field(default_factory=list)
-    #: values whose removal failed (the rows are gone; they are orphans for the next gc)
-    failed: list[str] = field(default_factory=list)
-
-    @property
-    def size_bytes(self) -> int:
-        """Bytes freed (or to free): deleted versions plus removed orphans."""
-        return sum(a.size_bytes for a in self.versions) + sum(o.size_bytes for o in self.orphans)
 
 
 def parse_duration(value: Any, what: str = "duration") -> timedelta:

@@ -1,59 +1,23 @@
-"""Aliases: movable labels on versions, so ``"model@production"`` names one version.
+"""Alias rows: movable labels on versions, so ``"model@production"`` names one version.
 
 Deployments refer to a label, not a number; moving the label (``set_alias``) is
 one upsert in one transaction, so a reader sees the old version or the new one,
-never neither. An alias is validated like a name, minus the characters that
-would make ``name@alias`` ambiguous to read or to type in a shell.
+never neither. Validating an alias is ``names.check_alias``'s job.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.sql.expression import Executable
 
-from .db.schema import ALIASES, ARTIFACTS
-from .errors import InvalidArgumentError
-from .versions import ALL, LATEST, MAX_NAME_LENGTH
+from ...errors import InvalidArgumentError
+from ..schema import ALIASES, ARTIFACTS
 
 _AL = ALIASES.c
 _A = ARTIFACTS.c
-SEPARATOR = "@"
-_FORBIDDEN = re.compile(r"[@:\s]")
-
-
-def check_alias(alias: object) -> str:
-    """Validate an alias: a non-empty printable string without ``@``, ``:`` or whitespace."""
-    if not isinstance(alias, str):
-        raise InvalidArgumentError(f"Aliases are strings, got {type(alias).__name__} {alias!r}.")
-    if not alias:
-        raise InvalidArgumentError("An alias must not be empty.")
-    if len(alias) > MAX_NAME_LENGTH:
-        raise InvalidArgumentError(
-            f"Alias of {len(alias)} characters is too long (at most {MAX_NAME_LENGTH})."
-        )
-    if _FORBIDDEN.search(alias) or not alias.isprintable():
-        raise InvalidArgumentError(
-            f"Invalid alias {alias!r}: '@', ':', whitespace and control characters are not "
-            "allowed (they would make 'name@alias' ambiguous)."
-        )
-    if alias.isdigit() or alias in (LATEST, ALL):
-        raise InvalidArgumentError(
-            f"Invalid alias {alias!r}: it would read as a version; choose a word such as "
-            "'production'."
-        )
-    return alias
-
-
-def split_ref(ref: str) -> tuple[str, str] | None:
-    """``"model@production"`` → ``("model", "production")``; None without ``@``."""
-    if SEPARATOR not in ref:
-        return None
-    name, _, alias = ref.rpartition(SEPARATOR)
-    return (name, alias) if name.strip() and alias else None
 
 
 def upsert(conn: Connection, name: str, alias: str, version: int) -> None:

@@ -12,7 +12,7 @@ from urllib.parse import unquote
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def parse_db_url(raw: str | URL) -> URL:

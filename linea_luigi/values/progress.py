@@ -15,7 +15,7 @@ import sys
 import time
 from typing import TextIO
 
-from .artifact import human_size
+from ..model import human_size
 
 #: values smaller than this never show a line: they finish before it could help
 THRESHOLD = 64 * 1024 * 1024

@@ -1,8 +1,8 @@
 """Rendering for the command line: streamed tables, streamed JSON arrays, lineage trees.
 
-Kept apart from ``cli`` so the commands read as "ask the store, hand the
-records to a renderer", and so rendering is testable without click. Listings
-are streamed: a store with 100k names is never held in memory at once.
+Kept apart from the commands so they read as "ask the store, hand the records
+to a renderer", and so rendering is testable without click. Listings are
+streamed: a store with 100k names is never held in memory at once.
 """
 
 from __future__ import annotations
@@ -10,75 +10,15 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
-from .artifact import Artifact, human_size
-from .runs import TaskRun
+from ..model import Artifact, human_size
+from ..web.documents import short_time
 
 #: rows buffered to size the columns before the rest is streamed
 WIDTH_SAMPLE = 500
 
 TABLE_COLUMNS = ("NAME", "VERSION", "CREATED", "SIZE", "TASK")
-
-
-def iso_utc(moment: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a ``Z``: unambiguous in JSON and across machines."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def short_time(moment: datetime) -> str:
-    """``2026-11-25 14:20:36Z``: a table cell, seconds precision, UTC."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def artifact_json(a: Artifact) -> dict[str, Any]:
-    """The JSON object of one artifact (stable keys, ISO 8601 UTC times)."""
-    return {
-        "name": a.name,
-        "version": a.version,
-        "created_at": iso_utc(a.created_at),
-        "size_bytes": a.size_bytes,
-        "digest": a.digest,
-        "task_id": a.task_id,
-        "task_family": a.task_family,
-        "identity_key": a.identity_key,
-        "params": dict(a.params) if a.params is not None else None,
-        "uri": a.uri,
-        "serializer": a.serializer,
-        "python_version": a.python_version,
-    }
-
-
-def detail_json(
-    a: Artifact,
-    upstream: Iterable[Artifact],
-    downstream: Iterable[Artifact],
-    runs: Iterable[TaskRun],
-    aliases: Iterable[str],
-) -> dict[str, Any]:
-    """One version with its lineage, aliases and task runs (``show --json``, the browser API)."""
-    doc = artifact_json(a)
-    doc["upstream"] = [{"name": u.name, "version": u.version} for u in upstream]
-    doc["downstream"] = [{"name": d.name, "version": d.version} for d in downstream]
-    doc["aliases"] = list(aliases)
-    doc["runs"] = [
-        {
-            "record_id": r.record_id,
-            "status": r.status,
-            "host": r.host,
-            "scheduled_at": iso_utc(r.scheduled_at),
-            "started_at": iso_utc(r.started_at),
-            "finished_at": iso_utc(r.finished_at),
-            "failed_at": iso_utc(r.failed_at),
-        }
-        for r in runs
-    ]
-    return doc
 
 
 def table_row(a: Artifact) -> tuple[str, ...]:

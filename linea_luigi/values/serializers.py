@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Protocol
 
 import cloudpickle
 
-from .errors import SerializationError
+from ..errors import SerializationError
 
 MAGIC = b"LLPKL01\n"
 END = b"LLPKLEND"

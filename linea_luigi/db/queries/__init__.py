@@ -1,0 +1,1 @@
+"""Statements the store, gc and the browser share, one module per table family."""

@@ -1,0 +1,122 @@
+"""``Settings``: where the metadata and the values live, frozen, passed down by constructors.
+
+Also the names and limits of the settings themselves (digest algorithms, the
+lock timeout), so that the layers below configuration (digests, engines) take
+their defaults from here instead of importing each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from ..errors import ConfigError
+from .urls import mask_url, parse_db_url
+
+BLAKE3 = "blake3"
+SHA256 = "sha256"
+#: the digests this package writes and verifies; a stored digest names its algorithm
+DIGEST_ALGORITHMS = (BLAKE3, SHA256)
+DEFAULT_DIGEST = BLAKE3
+#: seconds a statement waits for another process's lock (the setting's default)
+DEFAULT_LOCK_TIMEOUT_S = 60.0
+#: longest lock wait accepted, in seconds (a day; PostgreSQL's own limit is ~24 days)
+MAX_LOCK_TIMEOUT_S = 86400.0
+#: ``[artifact_store]``: the luigi.cfg section of linea_luigi
+SECTION = "artifact_store"
+
+
+def default_home() -> Path:
+    """Folder of the embedded defaults (``~/.linea_luigi``)."""
+    return Path.home() / ".linea_luigi"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the metadata and the values live. Immutable; pass it down."""
+
+    database_url: URL
+    storage_dir: str
+    storage_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    #: digest algorithm for new values (stored values keep the one they were written with)
+    checksum: str = DEFAULT_DIGEST
+    #: seconds a statement waits for another process's lock before ``DatabaseLockedError``
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        if not str(self.storage_dir).strip():
+            raise ConfigError("artifact_storage_dir is empty: set a folder path or fsspec URL.")
+        if self.checksum not in DIGEST_ALGORITHMS:
+            raise ConfigError(
+                f"Unknown checksum {self.checksum!r}; choose one of {', '.join(DIGEST_ALGORITHMS)} "
+                f"([{SECTION}] checksum or options.set('checksum', ...))."
+            )
+
+    @classmethod
+    def create(
+        cls,
+        database_url: str | URL,
+        storage_dir: str | os.PathLike[str],
+        storage_options: dict[str, Any] | None = None,
+        checksum: str | None = None,
+        lock_timeout: float | str | None = None,
+    ) -> Settings:
+        """Build settings from raw values, normalising the URL."""
+        if not isinstance(storage_dir, (str, os.PathLike)):
+            raise ConfigError(
+                "artifact_storage_dir must be a path or fsspec URL, got "
+                f"{type(storage_dir).__name__}."
+            )
+        if storage_options is not None and not isinstance(storage_options, dict):
+            raise ConfigError(
+                "storage_options must be a dict of fsspec options, got "
+                f"{type(storage_options).__name__}."
+            )
+        if checksum is not None and not isinstance(checksum, str):
+            raise ConfigError(f"checksum must be a string, got {type(checksum).__name__}.")
+        return cls(
+            parse_db_url(database_url),
+            os.fspath(storage_dir),
+            dict(storage_options or {}),
+            (checksum or DEFAULT_DIGEST).strip().lower(),
+            parse_lock_timeout(lock_timeout),
+        )
+
+    def cache_key(self) -> tuple[str, ...]:
+        """A hashable identity, including the (unprinted) password and options."""
+        return (
+            self.database_url.render_as_string(hide_password=False),
+            self.storage_dir,
+            json.dumps(self.storage_options, sort_keys=True, default=str),
+            self.checksum,
+            repr(self.lock_timeout),
+        )
+
+    def __repr__(self) -> str:
+        opts = sorted(self.storage_options)
+        return (
+            f"Settings(database_url={mask_url(self.database_url)!r}, "
+            f"storage_dir={mask_url(self.storage_dir)!r}, storage_options keys={opts}, "
+            f"checksum={self.checksum!r}, lock_timeout={self.lock_timeout!r})"
+        )
+
+
+def parse_lock_timeout(value: float | str | None) -> float:
+    """Seconds from a number or its text; None is the default. Out of range: ``ConfigError``."""
+    if value is None:
+        return DEFAULT_LOCK_TIMEOUT_S
+    problem = f"lock_timeout must be a number of seconds above 0 and at most {MAX_LOCK_TIMEOUT_S:g}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{problem}, got {type(value).__name__}.")
+    try:
+        seconds = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
+        raise ConfigError(f"{problem}, got {str(value)[:40]!r}.") from None
+    if not 0 < seconds <= MAX_LOCK_TIMEOUT_S:  # NaN fails this too
+        raise ConfigError(f"{problem}, got {str(value)[:40]!r}.")
+    return seconds

@@ -1,0 +1,1 @@
+"""How a value becomes verified bytes and back: serializers, digests, progress."""
