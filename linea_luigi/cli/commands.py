@@ -13,7 +13,6 @@ import os
 import pickle
 import reprlib
 import sys
-import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,7 +27,7 @@ from ..model import Artifact, human_size
 from ..names import ALL, LATEST, parse_count, parse_version_text
 from ..settings import Settings, explain, resolve_settings
 from ..settings.urls import mask_secrets, mask_url, parse_db_url
-from ..storage import ValueStorage
+from ..storage import ValueStorage, layout
 from ..store import ArtifactStore
 from ..store.default import artifact_store
 from ..values import progress
@@ -541,7 +540,7 @@ def _check_storage(settings: Settings) -> list[tuple[bool, str]]:
     except ArtifactStoreError as err:  # a bad URL, or a server that cannot be reached
         return [(False, f"storage unreachable: {_one_line(err)}")]
     try:
-        probe = f"_doctor/{uuid.uuid4().hex}.probe"
+        probe = layout.probe_location()
         with storage.open_write(probe) as handle:
             handle.write(b"linea_luigi doctor")
         storage.delete(probe)

@@ -34,7 +34,6 @@ import os
 import socket
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from fsspec.spec import AbstractFileSystem
 
 from ..errors import ArtifactStoreError, ConfigError, StorageError
 from ..settings.urls import is_secret_key, mask_secrets, secrets_in
-from . import multipart
+from . import layout, multipart
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,6 @@ _RENAMING_PROTOCOLS = {"file", "local"}
 #: protocols whose files publish only on ``commit()`` and throw away on ``discard()``
 #: (fsspec's memory files, for one, are visible from the moment they are opened)
 _TRANSACTIONAL_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az"}
-TMP_MARKER = ".tmp-"
 
 _filesystems: dict[tuple[int, str, str], tuple[AbstractFileSystem, str]] = {}
 _fs_lock = threading.Lock()
@@ -184,7 +182,7 @@ class ValueStorage:
             return
         fs, _ = self._fs
         final = self._path(location)
-        temp = final if self._transactional else f"{final}{TMP_MARKER}{uuid.uuid4().hex}"
+        temp = final if self._transactional else layout.temp_sibling(final)
         try:
             if self._transactional:  # nothing is visible until commit()
                 handle = fs.open(final, "wb", autocommit=False)
@@ -279,7 +277,7 @@ class ValueStorage:
     def _open_local_write(self, location: str) -> Iterator[BinaryIO]:
         # the hot path: no syscalls beyond open, the writes, close and rename
         final = os.path.join(cast(str, self._local), location)
-        temp = f"{final}{TMP_MARKER}{uuid.uuid4().hex}"
+        temp = layout.temp_sibling(final)
         folder = os.path.dirname(final)
         try:
             if folder not in self._made_dirs:

@@ -18,8 +18,6 @@ import json
 import logging
 import os
 import platform
-import re
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, timezone
 from typing import Any
@@ -55,7 +53,7 @@ from ..names import (
 )
 from ..settings import Settings, resolve_settings
 from ..settings.urls import mask_url
-from ..storage import ValueStorage
+from ..storage import ValueStorage, layout
 from ..values import progress
 from ..values.digests import HashingWriter, algorithm_of, read_hashed
 from ..values.serializers import DEFAULT_SERIALIZER, get_serializer
@@ -219,7 +217,7 @@ class ArtifactStore:
         engine = self._engine()  # a wrong database fails before any write
         dialect = engine.dialect.name
         serializer = get_serializer(DEFAULT_SERIALIZER)
-        location = f"{_safe_dirname(name)}/{uuid.uuid4().hex}.pkl"
+        location = layout.new_location(name)
         with self._storage.open_write(location) as handle:
             shown = progress.start(f"saving {name}", None)
             writer = HashingWriter(handle, self.settings.checksum, shown)
@@ -754,13 +752,6 @@ def _where(q: Select[Any], latest: bool, keyed: bool) -> Select[Any]:
     if keyed:
         q = q.where(_A.identity_key == bindparam("key"))
     return q if latest else q.where(_A.version == bindparam("version"))
-
-
-@functools.lru_cache(maxsize=1024)
-def _safe_dirname(name: str) -> str:
-    """A storage-safe folder for a name: no separators, no dot-only names."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip(".")[:100]
-    return safe or "_"
 
 
 def _span(versions: Iterable[int]) -> str:

@@ -9,8 +9,8 @@ removes both, never what someone may still read:
   transitively), unless ``include_inputs``: lineage would otherwise dangle;
 - never a value younger than ``grace``: a save in flight writes its value
   before its row commits, so a young unreferenced file may be about to be used;
-- only files of our own layout (``<name>/<32 hex>.pkl`` and their temporary
-  siblings), so other files under the storage root are never touched.
+- only files of our own layout (``storage.layout.is_ours``: values and their
+  temporary siblings), so other files under the storage root are never touched.
 
 Rows go first, in one write transaction that locks the chosen versions (a
 concurrent ``set_alias`` or a save naming one as input either waits or is seen),
@@ -31,7 +31,7 @@ from ..db.schema import ALIASES, ARTIFACTS, LINEAGE
 from ..errors import InvalidArgumentError
 from ..model import GcReport, OrphanValue
 from ..names import check_count
-from ..storage.fs import TMP_MARKER
+from ..storage import layout
 
 if TYPE_CHECKING:
     from . import ArtifactStore
@@ -47,8 +47,6 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.ASCII)
 #: the longest duration: ``now - duration`` stays far inside what a datetime holds
 MAX_DURATION = timedelta(days=36500)
-#: what ``ArtifactStore.save`` writes: ``<dir>/<uuid hex>.pkl``, or a temporary sibling
-_OUR_FILE = re.compile(rf"^[^/]+/[0-9a-f]{{32}}\.pkl({re.escape(TMP_MARKER)}[0-9a-f]{{32}})?$")
 
 
 def parse_duration(value: Any, what: str = "duration") -> timedelta:
@@ -171,7 +169,7 @@ def _protect(conn: Connection, chosen: dict[int, Any], include_inputs: bool) -> 
 def _orphans(store: ArtifactStore, report: GcReport, young_after: datetime) -> None:
     """Find (and unless a dry run, remove) values of our layout that no row references."""
     storage = store._storage
-    files = [f for f in storage.list_values() if _OUR_FILE.match(f.location)]
+    files = [f for f in storage.list_values() if layout.is_ours(f.location)]
     if not files:
         return
 
