@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from .errors import ArtifactStoreError
@@ -89,6 +89,17 @@ class Artifact:
                 f"Artifact {self.name!r} v{self.version} has no store to {doing}."
             )
         return self._store
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC time: how every time from the artifact database is read.
+
+    We always write UTC. SQLite keeps no zone, so a naive time is UTC;
+    PostgreSQL answers in the session's time zone, so an aware one is converted.
+    """
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
 
 
 def human_size(size_bytes: int) -> str:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 import linea_luigi as ll
 from linea_luigi.db import setup
-from linea_luigi.db.engine import dispose_all, run
+from linea_luigi.db.engine import dispose_all, transaction
 from linea_luigi.db.migrations import runner
 from linea_luigi.settings.urls import parse_db_url
 
@@ -115,7 +115,9 @@ def test_concurrent_moves_leave_one_alias(astore: ll.ArtifactStore) -> None:
 
 def test_upgrade_from_0002_keeps_data_and_adds_aliases(db_url: str, storage_dir: Path) -> None:
     url = parse_db_url(db_url)
-    run(url, lambda c: runner.upgrade(c, "0002_luigi_history"), write=True, doing="upgrading")
+    transaction(
+        url, lambda c: runner.upgrade(c, "0002_luigi_history"), write=True, doing="upgrading"
+    )
     engine = sa.create_engine(db_url)
     with engine.begin() as conn:
         assert not sa.inspect(conn).has_table("ll_aliases")

@@ -157,7 +157,7 @@ def test_durations_beyond_a_century_or_in_other_digits_are_invalid(
 
 
 def _cli(store: ll.ArtifactStore, db_url: str, *argv: str) -> Result:
-    root = str(store._storage.root_uri)
+    root = str(store.values.root_uri)
     return CliRunner().invoke(main, ["--db-url", db_url, "--storage-dir", root, *argv])
 
 

@@ -1,4 +1,4 @@
-"""``ArtifactStore._latest_by_keys``: what ``get(name, key=k)`` gives, for many keys at once."""
+"""``ArtifactStore.latest_by_keys``: what ``get(name, key=k)`` gives, for many keys at once."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import linea_luigi as ll
-import linea_luigi.store.artifact_store as store_module
+import linea_luigi.db.queries.chunks as chunks_module
 
 
 def _info(key: str) -> ll.TaskInfo:
@@ -30,9 +30,9 @@ def test_latest_by_keys_matches_get_per_key(
         for key in keys[: 3 + round_]:
             store.save((key, round_), "part", task=_info(key))
     store.save("other name, same key", "other", task=_info(keys[0]))
-    monkeypatch.setattr(store_module, "_KEYS_PER_QUERY", 2)  # several queries
+    monkeypatch.setattr(chunks_module, "PER_QUERY", 2)  # several queries
 
-    found = store._latest_by_keys("part", [*keys, keys[1]])
+    found = store.latest_by_keys("part", [*keys, keys[1]])
 
     assert sorted(found) == keys[:4]
     for key, artifact in found.items():

@@ -22,9 +22,10 @@ from fault_support import S3_ENV, empty_bucket, moto_s3, s3_client
 from test_task_runs import RModel, build
 
 import linea_luigi as ll
-from linea_luigi.cli import commands as cli
 from linea_luigi.cli import main
-from linea_luigi.cli.commands import parse_spec
+from linea_luigi.cli import reading as cli
+from linea_luigi.cli.params import parse_spec
+from linea_luigi.store.records import Records
 
 SCRIPT = Path(sys.executable).with_name("linea-luigi")
 BUCKET = "ll-cli"
@@ -126,14 +127,14 @@ def test_list_reads_page_by_page(local: Env, monkeypatch: pytest.MonkeyPatch) ->
         local.store.save(0, name)
     monkeypatch.setattr(cli, "PAGE_SIZE", 2)
     sizes: list[int] = []
-    rows = ll.ArtifactStore._rows
+    rows = Records.rows
 
-    def counting(self: ll.ArtifactStore, q: Any, doing: str) -> list[ll.Artifact]:
+    def counting(self: Records, q: Any, doing: str) -> list[ll.Artifact]:
         found = rows(self, q, doing)
         sizes.append(len(found))
         return found
 
-    monkeypatch.setattr(ll.ArtifactStore, "_rows", counting)
+    monkeypatch.setattr(Records, "rows", counting)
     listed = [o["name"] for o in json.loads(ok(local.run("list", "--json")))]
     assert listed == sorted(["features", "model", "other", "raw", *names])
     assert max(sizes) == 2 and len(sizes) == 6

@@ -41,7 +41,7 @@ def test_a_connection_killed_while_idle_is_replaced(pg_url: str, storage_dir: Pa
 
 def test_each_thread_holds_its_own_connection(store: ll.ArtifactStore) -> None:
     store.save(1, "thing")
-    engine = store._engine()
+    engine = store.records.engine()
     seen: list[object] = []
 
     def use() -> None:
@@ -88,7 +88,7 @@ def test_a_write_rolls_back_whole_when_its_first_statement_fails(
     """On PostgreSQL BEGIN travels with the first statement: a failure there still rolls back."""
     store = ll.ArtifactStore(pg_url, storage_dir)
     store.save("v0", "thing")
-    engine = store._engine()
+    engine = store.records.engine()
     counters = sa.table("ll_version_counters", sa.column("name"), sa.column("next_version"))
     bump = counters.update().values(next_version=99).where(counters.c.name == "thing")
     broken = sa.text("SELECT 1/0")

@@ -77,7 +77,7 @@ def test_retention_keeps_latest_aliased_and_inputs(gstore: ll.ArtifactStore) -> 
     assert _versions(gstore, "data") == [0, 2, 3]  # 0 aliased, 2 input of model v1, 3 latest
     assert _versions(gstore, "model") == [1]
     assert done.orphans == [] and done.failed == []
-    assert not gstore._storage.exists(done.versions[0].location)
+    assert not gstore.values.exists(done.versions[0].location)
     assert gstore.load("data", 2) == list(range(200))
 
     inputs = gstore.gc(keep_last=1, dry_run=False, include_inputs=True)
@@ -100,7 +100,7 @@ def test_keep_last_and_older_than(gstore: ll.ArtifactStore) -> None:
 
 def _plant(store: ll.ArtifactStore, location: str, data: bytes, age_s: float) -> None:
     """A value file no row references, as a crash between write and commit leaves it."""
-    local = store._storage._local
+    local = store.values._local
     if local is not None:
         path = Path(local, location)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +108,7 @@ def _plant(store: ll.ArtifactStore, location: str, data: bytes, age_s: float) ->
         then = time.time() - age_s
         os.utime(path, (then, then))
     else:
-        fs, root = store._storage._fs
+        fs, root = store.values._fs
         fs.pipe_file(f"{root}/{location}", data)
 
 
@@ -119,19 +119,19 @@ def test_orphans_after_a_crash(gstore: ll.ArtifactStore) -> None:
     foreign = "notes/readme.txt"  # not our layout: never touched
     for location in (crashed, temp, foreign):
         _plant(gstore, location, b"0123456789", age_s=3 * 3600)
-    local = gstore._storage._local is not None
+    local = gstore.values._local is not None
     grace = "1h" if local else "0s"  # S3 keeps its own mtimes: age by a zero grace
 
     planned = gstore.gc(grace=grace)
     assert sorted(o.location for o in planned.orphans) == sorted([crashed, temp])
     assert planned.size_bytes == 20
-    assert gstore._storage.exists(crashed)
+    assert gstore.values.exists(crashed)
 
     done = gstore.gc(dry_run=False, grace=grace)
     assert sorted(o.location for o in done.orphans) == sorted([crashed, temp])
-    assert not gstore._storage.exists(crashed) and not gstore._storage.exists(temp)
-    assert gstore._storage.exists(foreign)
-    assert gstore.load("x") == "kept" and gstore._storage.exists(kept.location)
+    assert not gstore.values.exists(crashed) and not gstore.values.exists(temp)
+    assert gstore.values.exists(foreign)
+    assert gstore.load("x") == "kept" and gstore.values.exists(kept.location)
 
 
 def test_a_young_orphan_is_left_alone(gstore: ll.ArtifactStore) -> None:
@@ -141,7 +141,7 @@ def test_a_young_orphan_is_left_alone(gstore: ll.ArtifactStore) -> None:
     done = gstore.gc(dry_run=False)  # default grace: one hour
     assert done.orphans == []
     assert [o.location for o in done.young_orphans] == [young]
-    assert gstore._storage.exists(young)
+    assert gstore.values.exists(young)
 
 
 def test_bad_arguments(store: ll.ArtifactStore) -> None:

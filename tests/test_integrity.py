@@ -259,7 +259,7 @@ PAUSE_IN_PUBLISH = """
 import sys, time
 from pathlib import Path
 import linea_luigi as ll
-from linea_luigi.store import artifact_store as store_module
+from linea_luigi.db.queries.artifacts import INSERT_ARTIFACT
 from linea_luigi.db import executor as fast
 
 store = ll.ArtifactStore(db_url=sys.argv[1], storage_dir=sys.argv[2])
@@ -268,7 +268,7 @@ execute_scalar = fast.Tx.scalar
 
 def pause_after_insert(self, statement, params):
     result = execute_scalar(self, statement, params)
-    if statement is store_module._INSERT_ARTIFACT:
+    if statement is INSERT_ARTIFACT:
         flag.write_text("inserted, not committed")
         time.sleep(120)
     return result

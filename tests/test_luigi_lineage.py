@@ -205,23 +205,23 @@ def test_lineage_records_the_version_load_input_read(default: ll.ArtifactStore) 
 def test_fan_in_reads_the_latest_version_of_each_input_in_few_queries(
     default: ll.ArtifactStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import linea_luigi.store.artifact_store as store_module
+    import linea_luigi.db.queries.chunks as chunks_module
 
     build([LnMerge(k=5)])
     # a newer version for one part's identity (as a rerun elsewhere would save)
     part = LnPart(i=3)
     replaced = part.output().get().version
     part.output().save(31, task=part.artifact_task_info())
-    monkeypatch.setattr(store_module, "_KEYS_PER_QUERY", 2)  # several queries, one name
+    monkeypatch.setattr(chunks_module, "PER_QUERY", 2)  # several queries, one name
     asked: list[int] = []
-    real = ll.ArtifactStore._latest_by_keys
+    real = ll.ArtifactStore.latest_by_keys
 
     def counting(self: ll.ArtifactStore, name: str, keys: Any) -> Any:
         found = real(self, name, keys)
         asked.append(len(found))
         return found
 
-    monkeypatch.setattr(ll.ArtifactStore, "_latest_by_keys", counting)
+    monkeypatch.setattr(ll.ArtifactStore, "latest_by_keys", counting)
     Register.clear_instance_cache()
     merge = LnMerge(k=5)
     assert merge.load_input() == [0, 10, 20, 31, 40]

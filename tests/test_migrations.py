@@ -25,9 +25,9 @@ import sqlalchemy as sa
 from alembic import command
 
 import linea_luigi as ll
-import linea_luigi.store.artifact_store as store_module
+import linea_luigi.store.records as store_module
 from linea_luigi.db import setup
-from linea_luigi.db.engine import dispose_all, get_engine, run
+from linea_luigi.db.engine import dispose_all, get_engine, transaction
 from linea_luigi.db.migrations import BASELINE, HEAD, LOCATION, VERSION_TABLE, runner
 from linea_luigi.db.schema import metadata
 from linea_luigi.settings.urls import parse_db_url
@@ -78,7 +78,7 @@ def table_names(url: str) -> set[str]:
 
 def differences(url: str) -> list[Any]:
     """What autogenerate would change to make ``url`` match the models."""
-    return run(parse_db_url(url), runner.differences, write=False, doing="comparing")
+    return transaction(parse_db_url(url), runner.differences, write=False, doing="comparing")
 
 
 def artifact_rows(url: str) -> list[tuple[Any, ...]]:
@@ -263,7 +263,7 @@ def test_an_empty_database_gets_exactly_the_schema_the_revisions_make(db_url: st
     wipe(db_url)
     assert table_names(db_url) == set()
 
-    run(url, runner.upgrade, write=True, doing="running every revision")
+    transaction(url, runner.upgrade, write=True, doing="running every revision")
     assert fast == schema_of(db_url)
     assert fast_versions == recorded_revisions(db_url) == [HEAD]
     assert set(fast) == set(metadata.tables) | {VERSION_TABLE}  # Luigi's history tables too
@@ -277,8 +277,8 @@ def test_an_empty_database_made_without_alembic_upgrades_when_head_moves(
     url = parse_db_url(db_url)
     setup.migrate(url)
     tables = table_names(db_url)
-    run(url, runner.upgrade, write=True, doing="upgrading")  # HEAD is HEAD: a no-op
-    assert run(url, runner.current, write=False, doing="reading") == (HEAD,)
+    transaction(url, runner.upgrade, write=True, doing="upgrading")  # HEAD is HEAD: a no-op
+    assert transaction(url, runner.current, write=False, doing="reading") == (HEAD,)
     assert table_names(db_url) == tables
 
     moved = tmp_path / "migrations"  # our scripts plus one newer revision
@@ -296,7 +296,7 @@ def test_an_empty_database_made_without_alembic_upgrades_when_head_moves(
         config.set_main_option("script_location", str(moved))
         command.upgrade(config, "head")
 
-    run(url, upgrade_moved, write=True, doing="upgrading to the moved head")
+    transaction(url, upgrade_moved, write=True, doing="upgrading to the moved head")
     assert recorded_revisions(db_url) == ["0099_head_moved"]
     assert table_names(db_url) == tables | {"ll_head_moved"}
 
@@ -329,7 +329,7 @@ def test_a_database_at_an_earlier_revision_is_upgraded(
     db_url: str, storage_dir: Path, monkeypatch: pytest.MonkeyPatch, revision: str
 ) -> None:
     url = parse_db_url(db_url)
-    run(url, lambda conn: runner.upgrade(conn, revision), write=True, doing="upgrading")
+    transaction(url, lambda conn: runner.upgrade(conn, revision), write=True, doing="upgrading")
     assert recorded_revisions(db_url) == [revision]
     # data written while the database was at ``revision`` (every revision has the ll_ tables)
     monkeypatch.setattr(store_module, "ensure_ready", lambda url, root, engine=None: None)

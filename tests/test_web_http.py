@@ -385,7 +385,7 @@ def test_postgresql_with_s3_storage(tmp_path: Path, pg_url: str) -> None:
 
 
 def _root(site: Site) -> str:
-    return str(site.store._storage.root_uri)
+    return str(site.store.values.root_uri)
 
 
 def _escape(text: str) -> str:

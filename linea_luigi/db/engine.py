@@ -247,7 +247,7 @@ class LockWait:
         time.sleep(min(0.01, max(0.0, self.timeout - waited)))
 
 
-def run(
+def transaction(
     url: URL,
     work: Callable[[Connection], T],
     *,
@@ -276,7 +276,7 @@ def run(
 
 
 def transact(url: URL, work: Callable[[Session], T], *, write: bool, doing: str) -> T:
-    """Like ``run``, with an ORM ``Session`` for code that maps rows to objects."""
+    """Like ``transaction``, with an ORM ``Session`` for code that maps rows to objects."""
     engine = get_engine(url)
 
     def attempt() -> T:
@@ -317,7 +317,7 @@ def first(
 ) -> Row[Any] | None:
     """Run one read-only statement on a pooled connection and return its first row.
 
-    No ORM session; errors translated, and lock waits bounded, like ``run``.
+    No ORM session; errors translated, and lock waits bounded, like ``transaction``.
     """
     engine = engine or get_engine(url)
 

@@ -33,7 +33,7 @@ from sqlalchemy.engine import URL, Connection, Dialect, Engine
 from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.expression import Executable
 
-from ..errors import CommitOutcomeUnknownError
+from ..errors import CommitOutcomeUnknownError, DatabaseError
 from . import engine as _engine
 from .engine import LockWait, is_lock_error, lock_timeout_of, on_dispose, translate
 
@@ -274,68 +274,110 @@ def run(
     if facts is None:
         facts = _facts[engine] = _Facts(engine)
     if not facts.supported:
-        return _engine.run(
+        return _engine.transaction(
             url, lambda c: work(_ConnectionExecutor(c)), write=write, doing=doing, engine=engine
         )
-    dialect = engine.dialect
     started = time.monotonic()
     wait: LockWait | None = None
     reconnected = False
     while True:
-        conn = None
-        cursor = None
-        tx: Tx | None = None
-        began = committing = False
+        attempt = _Attempt()
         try:
-            conn = _connection(engine)  # (re)connecting fails like any statement
-            cursor = conn.cursor()
-            if write and not facts.joined_begin:
-                cursor.execute(facts.begin)
-                began = True
-            tx = Tx(cursor, dialect, facts.begin if write and facts.joined_begin else None)
-            result = work(tx)
-            if began or tx.began:
-                committing = True
-                cursor.execute("COMMIT")
-            return result
+            return attempt.execute(engine, facts, work, write)
         except BaseException as err:
-            # a joined BEGIN that got no answer counts as not begun for the retry below
-            # (no COMMIT was sent, so the server kept nothing), but is rolled back
-            if began or (tx is not None and tx.began):
-                _rollback(cursor)
-            began = began or (tx is not None and tx.confirmed)
+            began = attempt.abandon()
             if isinstance(err, exc.SQLAlchemyError):  # from the pool or a connect event
                 raise translate(err, url, doing) from None
             if not isinstance(err, facts.dbapi_error):
                 raise
-            lost = conn is not None and (
-                dialect.is_disconnect(err, conn, cursor) or getattr(conn, "closed", False)
-            )
+            lost = attempt.lost(engine, err)
             if lost:
-                _drop(engine, conn)
+                _drop(engine, attempt.conn)
                 # a connection that died while idle (a restarted server): once more on a
                 # new one, unless a write had begun (its outcome would be unknown)
                 if not began and not reconnected:
                     reconnected = True
                     continue
-            if dialect.name == "sqlite" and is_lock_error(err):
+            if facts.sqlite and is_lock_error(err):
                 wait = wait or LockWait(url, engine, doing, started)
                 wait.again(err)
                 continue
-            operational = isinstance(err, dialect.loaded_dbapi.OperationalError)
-            error = translate(
-                err, url, doing, operational=operational, lock_timeout=lock_timeout_of(engine)
-            )
-            if committing and lost:
-                raise CommitOutcomeUnknownError(
-                    f"{error} The connection was lost during COMMIT, so the write may or may "
-                    "not have been saved.",
-                    driver_error=err,
-                ) from None
-            raise error from None
+            cut_off = attempt.committing and lost
+            raise _failure(err, url, engine, doing, cut_off=cut_off) from None
         finally:
-            if cursor is not None:
-                _close(cursor)
+            attempt.close()
+
+
+class _Attempt:
+    """One try of ``run``'s work on this thread's held connection, and what it got to."""
+
+    __slots__ = ("began", "committing", "conn", "cursor", "tx")
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+        self.cursor: Any = None
+        self.tx: Tx | None = None
+        #: BEGIN was sent on its own (SQLite); a joined BEGIN is tracked by ``tx``
+        self.began = False
+        #: COMMIT was sent: a connection lost now leaves the outcome unknown
+        self.committing = False
+
+    def execute(
+        self, engine: Engine, facts: _Facts, work: Callable[[Executor], T], write: bool
+    ) -> T:
+        self.conn = conn = _connection(engine)  # (re)connecting fails like any statement
+        self.cursor = cursor = conn.cursor()
+        if write and not facts.joined_begin:
+            cursor.execute(facts.begin)
+            self.began = True
+        joined = facts.begin if write and facts.joined_begin else None
+        tx = self.tx = Tx(cursor, engine.dialect, joined)
+        result = work(tx)
+        if self.began or tx.began:
+            self.committing = True
+            cursor.execute("COMMIT")
+        return result
+
+    def abandon(self) -> bool:
+        """Roll back whatever may have begun; whether the server confirmed a BEGIN.
+
+        A joined BEGIN that got no answer counts as not begun for a retry (no
+        COMMIT was sent, so the server kept nothing), but is rolled back.
+        """
+        tx = self.tx
+        if self.began or (tx is not None and tx.began):
+            _rollback(self.cursor)
+        return self.began or (tx is not None and tx.confirmed)
+
+    def lost(self, engine: Engine, err: Any) -> bool:
+        """Whether ``err`` means the connection is gone (it must then be replaced)."""
+        conn = self.conn
+        if conn is None:
+            return False
+        return bool(engine.dialect.is_disconnect(err, conn, self.cursor)) or bool(
+            getattr(conn, "closed", False)
+        )
+
+    def close(self) -> None:
+        if self.cursor is not None:
+            _close(self.cursor)
+
+
+def _failure(
+    err: BaseException, url: URL, engine: Engine, doing: str, *, cut_off: bool
+) -> DatabaseError:
+    """The error ``run`` raises for a driver error it does not retry."""
+    operational = isinstance(err, engine.dialect.loaded_dbapi.OperationalError)
+    error = translate(
+        err, url, doing, operational=operational, lock_timeout=lock_timeout_of(engine)
+    )
+    if not cut_off:
+        return error
+    return CommitOutcomeUnknownError(
+        f"{error} The connection was lost during COMMIT, so the write may or may "
+        "not have been saved.",
+        driver_error=err,
+    )
 
 
 class _Facts:
@@ -343,6 +385,7 @@ class _Facts:
 
     def __init__(self, engine: Engine) -> None:
         self.supported = supports(engine)
+        self.sqlite = engine.dialect.name == "sqlite"
         self.begin = _BEGIN.get(engine.dialect.name, "BEGIN")
         #: BEGIN travels with the first statement (one round trip less per write); the
         #: sqlite3 module runs one statement per call, and SQLite's BEGIN costs no trip

@@ -32,7 +32,7 @@ from sqlalchemy.engine import URL, Engine
 
 from ..errors import DatabaseError, SchemaTooNewError, StoreMismatchError
 from ..settings.urls import mask_url
-from .engine import first, on_dispose, run
+from .engine import first, on_dispose, transaction
 from .migrations import HEAD, VERSION_TABLE, fresh
 from .schema import ARTIFACTS, StoreInfoRow
 
@@ -88,7 +88,7 @@ def ensure_ready(url: URL, storage_root: str, engine: Engine | None = None) -> N
         state = _state(url, engine)
         if state != (HEAD, storage_root):
             _preload_alembic(state)
-            run(
+            transaction(
                 url,
                 lambda conn: _prepare(conn, url, storage_root),
                 write=True,
@@ -123,7 +123,7 @@ def migrate(url: URL, *, doing: str = "migrating the artifact schema") -> Migrat
 
     ``python -m linea_luigi migrate`` runs this; no storage root is bound.
     """
-    return run(url, lambda conn: _migrate(conn, url), write=True, doing=doing)
+    return transaction(url, lambda conn: _migrate(conn, url), write=True, doing=doing)
 
 
 @dataclass(frozen=True)

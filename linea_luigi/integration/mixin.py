@@ -356,7 +356,7 @@ def _records_of(outputs: Any) -> dict[_TargetId, Artifact]:
     found: dict[_TargetId, Artifact] = {}
     for (_, name), (store, keys) in groups.items():
         if len(keys) > 1:  # a single input reads as fast on its own
-            for key, artifact in store._latest_by_keys(name, keys).items():
+            for key, artifact in store.latest_by_keys(name, keys).items():
                 found[(name, key, None)] = artifact
     return found
 

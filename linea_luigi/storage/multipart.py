@@ -88,6 +88,8 @@ class MultipartWriter:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
         self._fs = fs
+        #: s3fs's one way to send a request: its client, retries and error translation
+        self._call_s3 = fs._call_s3
         self._loop = fs.loop
         self._path = path
         bucket, key, _ = fs.split_path(path)
@@ -130,9 +132,7 @@ class MultipartWriter:
         if self.closed:
             raise ValueError("commit of a closed MultipartWriter")
         if self._sent == 0:  # smaller than one part: a single PUT
-            sync(
-                self._loop, self._fs._call_s3, "put_object", Body=self._take_buffer(), **self._where
-            )
+            sync(self._loop, self._call_s3, "put_object", Body=self._take_buffer(), **self._where)
         else:
             if self._buffer:
                 self._send(self._take_buffer())
@@ -195,7 +195,7 @@ class MultipartWriter:
     async def _upload_id(self) -> str:
         if self._created is None:
             self._created = asyncio.ensure_future(
-                self._fs._call_s3("create_multipart_upload", **self._where)
+                self._call_s3("create_multipart_upload", **self._where)
             )
         # shielded: a cancelled part must not cancel the upload the others share
         created = await asyncio.shield(self._created)
@@ -207,7 +207,7 @@ class MultipartWriter:
             self._tasks.add(task)
         try:
             upload_id = await self._upload_id()
-            out = await self._fs._call_s3(
+            out = await self._call_s3(
                 "upload_part", PartNumber=number, UploadId=upload_id, Body=body, **self._where
             )
         finally:
@@ -219,7 +219,7 @@ class MultipartWriter:
         return part
 
     async def _complete(self) -> None:
-        await self._fs._call_s3(
+        await self._call_s3(
             "complete_multipart_upload",
             UploadId=await self._upload_id(),
             MultipartUpload={"Parts": self._parts},
@@ -235,4 +235,4 @@ class MultipartWriter:
             upload_id = await self._upload_id()
         except Exception:
             return  # creating it failed: there is nothing to abort
-        await self._fs._call_s3("abort_multipart_upload", UploadId=upload_id, **self._where)
+        await self._call_s3("abort_multipart_upload", UploadId=upload_id, **self._where)

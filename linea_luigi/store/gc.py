@@ -14,27 +14,31 @@ removes both, never what someone may still read:
 
 Rows go first, in one write transaction that locks the chosen versions (a
 concurrent ``set_alias`` or a save naming one as input either waits or is seen),
-then values, as in ``ArtifactStore.delete``.
+then values, as in ``ArtifactStore.delete``: both delete rows with
+``db.queries.removal.delete_rows`` and then values with ``remove_values``.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, select
 
+from ..db.queries.chunks import chunked
+from ..db.queries.removal import delete_rows, referenced
 from ..db.schema import ALIASES, ARTIFACTS, LINEAGE
 from ..errors import InvalidArgumentError
-from ..model import GcReport, OrphanValue
+from ..model import GcReport, OrphanValue, as_utc
 from ..names import check_count
-from ..storage import layout
+from ..storage import ValueStorage, layout
+from .records import Records
 
-if TYPE_CHECKING:
-    from . import ArtifactStore
+log = logging.getLogger(__name__)
 
 _A = ARTIFACTS.c
 _L = LINEAGE.c
@@ -42,7 +46,6 @@ _AL = ALIASES.c
 DEFAULT_GRACE = timedelta(hours=1)
 #: a ``timedelta``, or text such as ``"7d"`` (see ``parse_duration``)
 Duration = timedelta | str
-_CHUNK = 500
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.ASCII)
 #: the longest duration: ``now - duration`` stays far inside what a datetime holds
@@ -69,8 +72,27 @@ def parse_duration(value: Any, what: str = "duration") -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=seconds)
 
 
+def remove_values(values: ValueStorage, locations: Iterable[str]) -> list[str]:
+    """Remove each value at ``locations``, whose rows are gone; the URIs that stayed.
+
+    The second half of "rows first, then the values no row references"
+    (``ArtifactStore.delete`` and ``collect``). A value that cannot be removed
+    is only an orphan now, which the next gc finds: logged, never raised.
+    """
+    failed: list[str] = []
+    for location in locations:
+        try:
+            values.delete(location)
+        except Exception as exc:
+            uri = values.uri(location)
+            log.warning("could not remove %s, which no artifact references any more: %s", uri, exc)
+            failed.append(uri)
+    return failed
+
+
 def collect(
-    store: ArtifactStore,
+    records: Records,
+    values: ValueStorage,
     *,
     keep_last: int | None = None,
     older_than: Duration | None = None,
@@ -99,28 +121,15 @@ def collect(
         rows = sorted(chosen.values(), key=lambda r: (r.name, r.version))
         if dry_run or not rows:
             return rows, []
-        ids = [r.id for r in rows]
-        for part in _chunks(ids):
-            conn.execute(delete(LINEAGE).where(_L.child_id.in_(part)))
-            conn.execute(delete(LINEAGE).where(_L.parent_id.in_(part)))
-            conn.execute(delete(ARTIFACTS).where(_A.id.in_(part)))
-        locations = sorted({r.location for r in rows})
-        used: set[str] = set()
-        for part in _chunks(locations):
-            used.update(conn.scalars(select(_A.location).where(_A.location.in_(part))))
-        return rows, [loc for loc in locations if loc not in used]
+        return rows, delete_rows(conn, [(r.id, r.location) for r in rows])
 
-    rows, unused = store._run(
-        versions, write=not dry_run, doing="collecting garbage" if not dry_run else "planning gc"
-    )
-    report = GcReport(dry_run=dry_run, versions=[store._artifact(r) for r in rows])
-    storage = store._storage
-    for location in unused:
-        try:
-            storage.delete(location)
-        except Exception:  # the rows are gone: the value is an orphan for the next gc
-            report.failed.append(storage.uri(location))
-    _orphans(store, report, now - grace_period)
+    if dry_run:
+        rows, unused = records.read(versions, "planning gc")
+    else:
+        rows, unused = records.write(versions, "collecting garbage")
+    report = GcReport(dry_run=dry_run, versions=records.artifacts(rows))
+    report.failed.extend(remove_values(values, unused))
+    _orphans(records, values, report, now - grace_period)
     return report
 
 
@@ -135,14 +144,14 @@ def _beyond_rule(
     keep = max(keep_last or 0, 1)  # the latest always stays
     for rows in by_name.values():
         for row in rows[keep:]:
-            if cutoff is None or _utc(row.created_at) < cutoff:
+            if cutoff is None or as_utc(row.created_at) < cutoff:
                 chosen[row.id] = row
     return chosen
 
 
 def _lock(conn: Connection, ids: list[int]) -> None:
     """Lock the chosen rows (PostgreSQL; SQLite's write lock is already held)."""
-    for part in _chunks(ids):
+    for part in chunked(ids):
         conn.execute(select(_A.id).where(_A.id.in_(part)).with_for_update()).all()
 
 
@@ -166,40 +175,23 @@ def _protect(conn: Connection, chosen: dict[int, Any], include_inputs: bool) -> 
                 kept.append(parent)
 
 
-def _orphans(store: ArtifactStore, report: GcReport, young_after: datetime) -> None:
+def _orphans(
+    records: Records, values: ValueStorage, report: GcReport, young_after: datetime
+) -> None:
     """Find (and unless a dry run, remove) values of our layout that no row references."""
-    storage = store._storage
-    files = [f for f in storage.list_values() if layout.is_ours(f.location)]
+    files = [f for f in values.list_values() if layout.is_ours(f.location)]
     if not files:
         return
-
-    def referenced(conn: Connection) -> set[str]:
-        found: set[str] = set()
-        for part in _chunks([f.location for f in files]):  # a temp name is never referenced
-            found.update(conn.scalars(select(_A.location).where(_A.location.in_(part))))
-        return found
-
-    used: set[str] = store._run(referenced, write=False, doing="finding orphan values")
+    locations = [f.location for f in files]  # a temporary name is never referenced
+    used = records.read(lambda conn: referenced(conn, locations), "finding orphan values")
     for f in files:
         if f.location in used:
             continue
-        orphan = OrphanValue(storage.uri(f.location), f.location, f.size_bytes, f.modified)
+        orphan = OrphanValue(values.uri(f.location), f.location, f.size_bytes, f.modified)
         if f.modified is None or f.modified > young_after:
             report.young_orphans.append(orphan)
             continue
-        if not report.dry_run:
-            try:
-                storage.delete(f.location)
-            except Exception:
-                report.failed.append(orphan.uri)
-                continue
+        if not report.dry_run and remove_values(values, [f.location]):
+            report.failed.append(orphan.uri)
+            continue
         report.orphans.append(orphan)
-
-
-def _chunks(items: list[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment

@@ -7,24 +7,22 @@ cannot drift apart: stable keys, ISO 8601 UTC times.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from ..model import Artifact, TaskRun
+from ..model import Artifact, TaskRun, as_utc
 
 
 def iso_utc(moment: datetime | None) -> str | None:
     """ISO 8601 in UTC with a ``Z``: unambiguous in JSON and across machines."""
     if moment is None:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return as_utc(moment).isoformat().replace("+00:00", "Z")
 
 
 def short_time(moment: datetime) -> str:
     """``2026-11-25 14:20:36Z``: a table cell, seconds precision, UTC."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return as_utc(moment).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def artifact_json(a: Artifact) -> dict[str, Any]:

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import URL, Connection, Select, func, select
+from sqlalchemy import URL, Select, select
 
-from .. import globs
-from ..db.engine import run
+from ..db.engine import transaction
+from ..db.queries.artifacts import latest_per_name
 from ..db.queries.history import runs_of_task
 from ..db.schema import ARTIFACTS
 from ..db.setup import status
@@ -104,11 +104,10 @@ class Catalog:
                 self._store = ArtifactStore(self.db_url, found.storage_root)
             return self._store
 
-    def _read(self, work: Callable[[ArtifactStore, Connection], Any], doing: str) -> Any:
+    def _rows(self, q: Select[Any], doing: str) -> list[Artifact]:
+        """The artifacts ``q`` selects, in one read; none while the database holds none."""
         store = self.store()
-        if store is None:
-            return None
-        return store._run(lambda conn: work(store, conn), write=False, doing=doing)
+        return [] if store is None else store.records.rows(q, doing)
 
     # -- listings -------------------------------------------------------------------
 
@@ -122,12 +121,15 @@ class Catalog:
         limit: int = DEFAULT_LIMIT,
     ) -> Page:
         """The latest version of each name (filtered by name glob and task family), by name."""
-        q = _latest_page(pattern, family, after, before, limit)
-
-        def read(store: ArtifactStore, conn: Connection) -> list[Artifact]:
-            return [store._artifact(r) for r in conn.execute(q)]
-
-        rows = self._read(read, "listing artifacts") or []
+        q = latest_per_name(
+            pattern,
+            family=family,
+            after=after,
+            before=before,
+            limit=limit + 1,  # one more than shown: whether another page follows
+            descending=before is not None,
+        )
+        rows = self._rows(q, "listing artifacts")
         return _cut(
             rows,
             limit,
@@ -143,11 +145,7 @@ class Catalog:
         if before is not None:
             q = q.where(_A.version < before)
         q = q.order_by(_A.version.desc()).limit(limit + 1)
-
-        def read(store: ArtifactStore, conn: Connection) -> list[Artifact]:
-            return [store._artifact(r) for r in conn.execute(q)]
-
-        rows = self._read(read, f"listing versions of {name!r}") or []
+        rows = self._rows(q, f"listing versions of {name!r}")
         if not rows and before is None:
             raise _unknown(name)
         more = len(rows) > limit
@@ -179,10 +177,8 @@ class Catalog:
                 f"Artifact {name!r} has no version or alias {version!r}: a version is a "
                 f"number, 'latest' or one of its aliases ({', '.join(known) or 'none set'})."
             )
-        layout = store._run(
-            lambda conn: graph.neighbourhood(conn, a, depth),
-            write=False,
-            doing=f"reading the lineage of {name!r}",
+        layout = store.records.read(
+            lambda conn: graph.neighbourhood(conn, a, depth), f"reading the lineage of {name!r}"
         )
         return Detail(
             artifact=a,
@@ -198,7 +194,7 @@ class Catalog:
         if self.history_url is None:
             return None
         url = self.history_url
-        found: list[TaskRun] = run(
+        found: list[TaskRun] = transaction(
             url, lambda conn: runs_of_task(conn, task_id), write=False, doing="reading task runs"
         )
         return found
@@ -206,41 +202,6 @@ class Catalog:
 
 def _unknown(name: str) -> ArtifactNotFoundError:
     return ArtifactNotFoundError(f"No artifact named {name!r} in this store.")
-
-
-def _latest_page(
-    pattern: str | None, family: str | None, after: str | None, before: str | None, limit: int
-) -> Select[Any]:
-    """One query: the latest row per name, filtered, one page (plus one row) by name.
-
-    Without a family filter the page is cut inside the grouping, so the
-    database walks the ``(name, version)`` index and stops after the page;
-    a family filter applies to the latest row and so after the grouping.
-    """
-    backwards = before is not None
-    names: Select[Any] = select(_A.name, func.max(_A.version).label("v"))
-    if pattern is not None:
-        names = names.where(globs.matches(_A.name, pattern))
-    if family is None:
-        names = _keyset(names, _A.name, after, before).group_by(_A.name)
-        names = names.order_by(_A.name.desc() if backwards else _A.name).limit(limit + 1)
-    else:
-        names = names.group_by(_A.name)
-    latest = names.subquery()
-    q: Select[Any] = select(ARTIFACTS).join(
-        latest, (_A.name == latest.c.name) & (_A.version == latest.c.v)
-    )
-    if family is not None:
-        q = _keyset(q.where(_A.task_family == family), _A.name, after, before).limit(limit + 1)
-    return q.order_by(_A.name.desc() if backwards else _A.name)
-
-
-def _keyset(q: Select[Any], column: Any, after: Any, before: Any) -> Select[Any]:
-    if after is not None:
-        q = q.where(column > after)
-    if before is not None:
-        q = q.where(column < before)
-    return q
 
 
 def _cut(

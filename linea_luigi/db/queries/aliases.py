@@ -15,6 +15,7 @@ from sqlalchemy.sql.expression import Executable
 
 from ...errors import InvalidArgumentError
 from ..schema import ALIASES, ARTIFACTS
+from .chunks import chunked
 
 _AL = ALIASES.c
 _A = ARTIFACTS.c
@@ -63,11 +64,11 @@ def of_name(conn: Connection, name: str) -> dict[str, int]:
 def on_rows(conn: Connection, ids: list[int]) -> list[tuple[str, str, int]]:
     """(name, alias, version) of every alias pointing at one of the artifact rows ``ids``."""
     found: list[tuple[str, str, int]] = []
-    for start in range(0, len(ids), 500):
+    for part in chunked(ids):
         q = (
             select(_AL.name, _AL.alias, _AL.version)
             .join(ARTIFACTS, (_A.name == _AL.name) & (_A.version == _AL.version))
-            .where(_A.id.in_(ids[start : start + 500]))
+            .where(_A.id.in_(part))
         )
         found.extend((n, a, int(v)) for n, a, v in conn.execute(q))
     return sorted(found)

@@ -1,0 +1,204 @@
+"""The commands that only read: ``list``, ``versions``, ``show``, ``get``, ``lineage``.
+
+Each asks the store and hands the records to ``render``; nothing here writes
+to the store. Listings are paged (``PAGE_SIZE`` names per query) and streamed,
+so memory stays flat however many names there are. ``get`` never imports
+numpy: it uses it only if the loaded value already did.
+"""
+
+from __future__ import annotations
+
+import pickle
+import reprlib
+import sys
+from collections.abc import Iterable
+
+import click
+
+from ..errors import SerializationError, StorageError
+from ..model import Artifact, human_size
+from ..store import ArtifactStore
+from ..values import progress
+from ..web import documents
+from . import render
+from .app import Options, main
+from .params import COUNT, Glob, parse_spec
+
+#: longest repr ``get`` prints without ``-o``
+REPR_LIMIT = 2000
+#: names per query when listing: memory stays flat however many names there are
+PAGE_SIZE = 1000
+
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON array of objects.")
+
+
+def _get(store: ArtifactStore, spec: str) -> Artifact:
+    name, version = parse_spec(spec)
+    return store.get(name) if "@" in spec else store.get(name, version)
+
+
+def _out(text: str) -> None:
+    click.echo(text, nl=False)
+
+
+def _write_artifacts(artifacts: Iterable[Artifact], as_json: bool) -> None:
+    if as_json:
+        render.stream_json_array((documents.artifact_json(a) for a in artifacts), _out)
+        click.echo()
+    else:
+        render.stream_table(
+            (render.table_row(a) for a in artifacts), render.TABLE_COLUMNS, click.echo
+        )
+
+
+@main.command("list")
+@click.argument("pattern", required=False, type=Glob())
+@_JSON
+@click.pass_context
+def list_(ctx: click.Context, pattern: str | None, as_json: bool) -> None:
+    """The latest version of every name, sorted; PATTERN is a glob (e.g. 'model*')."""
+    _write_artifacts(Options.of(ctx).store().iter_list(pattern, page_size=PAGE_SIZE), as_json)
+
+
+@main.command()
+@click.argument("name")
+@_JSON
+@click.pass_context
+def versions(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Every version of NAME, oldest first."""
+    store = Options.of(ctx).store()
+    found = store.versions(name)
+    if not found:
+        store.get(name)  # raises the helpful "no such name, did you mean" error
+    _write_artifacts(found, as_json)
+
+
+@main.command()
+@click.argument("spec", metavar="NAME[:VERSION]")
+@_JSON
+@click.pass_context
+def show(ctx: click.Context, spec: str, as_json: bool) -> None:
+    """Everything recorded about one version: storage, task, lineage, runs."""
+    store = Options.of(ctx).store()
+    a = _get(store, spec)
+    up = store.upstream(a.name, a.version)
+    down = store.downstream(a.name, a.version)
+    runs = store.task_runs(a.name, a.version)
+    if as_json:
+        aliases = sorted(k for k, v in store.aliases(a.name).items() if v == a.version)
+        doc = documents.detail_json(a, up, down, runs, aliases)
+        render.stream_json_array([doc], _out)
+        click.echo()
+        return
+    rows = [
+        ("name", a.name),
+        ("version", str(a.version)),
+        ("created", documents.iso_utc(a.created_at) or "-"),
+        ("location", a.uri),
+        ("size", f"{human_size(a.size_bytes)} ({a.size_bytes} bytes)"),
+        ("digest", a.digest),
+        ("serializer", a.serializer),
+        ("python", a.python_version),
+        ("task family", a.task_family or "-"),
+        ("task_id", a.task_id or "-"),
+        ("identity key", a.identity_key or "-"),
+    ]
+    for key, value in rows:
+        click.echo(f"{key + ':':<14}{value}")
+    _section("params", [f"{k} = {v}" for k, v in sorted((a.params or {}).items())])
+    _section("upstream", [f"{u.name}:{u.version}" for u in up])
+    _section("downstream", [f"{d.name}:{d.version}" for d in down])
+    _section(
+        "runs",
+        [
+            f"#{r.record_id} {r.status or '?'} on {r.host or '?'}, started "
+            f"{documents.iso_utc(r.started_at) or '-'}, "
+            f"finished {documents.iso_utc(r.finished_at) or '-'}"
+            for r in runs
+        ],
+    )
+
+
+def _section(title: str, lines: list[str]) -> None:
+    click.echo(f"{title + ':':<14}{'' if lines else '(none)'}")
+    for line in lines:
+        click.echo(f"  {line}")
+
+
+@main.command()
+@click.argument("spec", metavar="NAME[:VERSION]")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the value to FILE: bytes/str raw, numpy arrays as .npy, anything else pickled.",
+)
+@click.pass_context
+def get(ctx: click.Context, spec: str, output: str | None) -> None:
+    """Load a value: print a short repr, or write it to a file with -o."""
+    store = Options.of(ctx).store()
+    a = _get(store, spec)
+    progress.force(sys.stderr.isatty())  # a bar for a person at a terminal, none in pipes
+    try:
+        value = store.load_artifact(a)
+    finally:
+        progress.force(None)
+    if output is None:
+        click.echo(_bounded_repr(value))
+        return
+    data, kind = _encode(value)
+    try:
+        with open(output, "wb") as handle:
+            handle.write(data)
+    except OSError as err:
+        raise StorageError(f"Could not write {output}: {err.strerror or err}.") from err
+    click.echo(f"wrote {a.name}:{a.version} to {output} ({kind}, {human_size(len(data))})")
+
+
+def _bounded_repr(value: object) -> str:
+    """A repr that stays short for huge values (containers and strings are elided)."""
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = 200
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 20
+    text = short.repr(value)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.ndarray):
+        with numpy.printoptions(threshold=50, edgeitems=3):
+            text = repr(value)
+    return text if len(text) <= REPR_LIMIT else text[: REPR_LIMIT - 1] + "…"
+
+
+def _encode(value: object) -> tuple[bytes, str]:
+    """The file bytes for a value, and what format they are in."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value), "raw bytes"
+    if isinstance(value, str):
+        return value.encode("utf-8"), "UTF-8 text"
+    numpy = sys.modules.get("numpy")  # loaded if the value holds arrays; never imported here
+    if numpy is not None and isinstance(value, numpy.ndarray):
+        import io
+
+        buffer = io.BytesIO()
+        numpy.save(buffer, value, allow_pickle=False)
+        return buffer.getvalue(), "numpy .npy"
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), "pickle"
+    except Exception as err:
+        raise SerializationError(
+            f"The value ({type(value).__name__}) cannot be written as a plain pickle: {err}. "
+            "Load it in Python with ll.load() instead."
+        ) from err
+
+
+@main.command()
+@click.argument("spec", metavar="NAME[:VERSION]")
+@click.option("--downstream", is_flag=True, help="Show what was made from it instead.")
+@click.option("--depth", type=COUNT, default=None, help="Levels to show (default: all).")
+@click.pass_context
+def lineage(ctx: click.Context, spec: str, downstream: bool, depth: int | None) -> None:
+    """The artifacts a version was made from (or, with --downstream, made from it), as a tree."""
+    store = Options.of(ctx).store()
+    root = _get(store, spec)
+    related = store.downstream if downstream else store.upstream
+    for line in render.draw_tree(root, lambda a: related(a.name, a.version), depth):
+        click.echo(line)
