@@ -51,7 +51,7 @@ MAX_RECORD_ID = 2**31 - 1
 
 
 def history_url() -> URL:
-    """``[task_history] db_connection``, else linea_luigi's database (see ``config``)."""
+    """``[task_history] db_connection``, else linea_luigi's database (see ``settings.resolve``)."""
     raw = luigi.configuration.get_config().get(SECTION, "db_connection", None)  # type: ignore[no-untyped-call]
     if raw is not None and str(raw).strip():
         return parse_db_url(str(raw))

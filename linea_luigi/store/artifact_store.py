@@ -93,7 +93,7 @@ class ArtifactStore:
 
     @classmethod
     def from_config(cls) -> ArtifactStore:
-        """A store from ``options`` / environment / luigi.cfg / defaults (see ``config``)."""
+        """A store from options / environment / luigi.cfg / defaults (``settings.resolve``)."""
         return cls.from_settings(resolve_settings())
 
     @classmethod
@@ -440,7 +440,7 @@ class ArtifactStore:
         )
 
     def artifacts_of_run(self, run: TaskRun) -> ArtifactList:
-        """The artifacts ``run`` saved: its task_id, created while it ran (see ``db.runs``)."""
+        """The artifacts ``run`` saved: its task id, made while it ran (``db.queries.history``)."""
         records = self.records
         return records.read(
             lambda c: records.artifacts(c.execute(artifacts_of_run_query(c, run))),

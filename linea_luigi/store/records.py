@@ -54,11 +54,11 @@ class Records:
         return process[1]
 
     def read(self, work: Callable[[Connection], T], doing: str) -> T:
-        """``work(conn)`` in one read transaction (``db.engine.run``)."""
+        """``work(conn)`` in one read transaction (``db.engine.transaction``)."""
         return transaction(self.url, work, write=False, doing=doing, engine=self.engine())
 
     def write(self, work: Callable[[Connection], T], doing: str) -> T:
-        """``work(conn)`` in one write transaction, retried whole on a lock (``db.engine.run``)."""
+        """``work(conn)`` in one write transaction, retried whole on a lock (``db.engine``)."""
         return transaction(self.url, work, write=True, doing=doing, engine=self.engine())
 
     def first(self, statement: Select[Any], doing: str, **params: Any) -> Any:
