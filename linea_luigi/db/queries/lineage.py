@@ -17,6 +17,7 @@ from ...errors import ArtifactNotFoundError, InvalidArgumentError
 from ...model import Artifact
 from ..executor import Executor
 from ..schema import ARTIFACTS, LINEAGE
+from .artifacts import find_id
 
 _A = ARTIFACTS.c
 _L = LINEAGE.c
@@ -24,7 +25,8 @@ _L = LINEAGE.c
 _INSERT_EDGE = LINEAGE.insert().values(
     child_id=bindparam("child_id"), parent_id=bindparam("parent_id")
 )
-_PARENT_ID = select(_A.id).where(_A.name == bindparam("name"), _A.version == bindparam("version"))
+#: a parent's id by (name, version): the same prebuilt lookup as every numbered version's
+_PARENT_ID = find_id(False)
 
 
 def parents(upstream: Iterable[Artifact]) -> list[tuple[str, int]]:
