@@ -8,7 +8,7 @@ above it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -19,7 +19,7 @@ from .errors import ArtifactStoreError
 class ArtifactSource(Protocol):
     """What an ``Artifact`` asks of the store that made it (``ArtifactStore`` is one)."""
 
-    def load_artifact(self, artifact: Artifact) -> Any: ...
+    def load_artifact(self, artifact: Artifact, columns: Sequence[str] | None = ...) -> Any: ...
 
     def upstream(self, name: str, version: int | str | None = ...) -> list[Artifact]: ...
 
@@ -56,11 +56,19 @@ class Artifact:
     task_id: str | None = None
     identity_key: str | None = None
     params: Mapping[str, Any] | None = None
+    #: the saved value's qualified type (``"pandas.DataFrame"``, ``"builtins.dict"``);
+    #: None on versions saved before linea_luigi recorded it
+    value_type: str | None = None
+    #: versions of the libraries that wrote the value (``{"python": "3.11.7", ...}``)
+    libraries: Mapping[str, str] | None = None
     _store: ArtifactSource | None = field(default=None, repr=False, compare=False)
 
-    def load(self) -> Any:
-        """The value, verified against its digest before it is unpickled."""
-        return self._owner("load from").load_artifact(self)
+    def load(self, columns: Sequence[str] | None = None) -> Any:
+        """The value, verified against its digest before it is parsed.
+
+        ``columns``: only these columns of a Parquet value (see ``ArtifactStore.load``).
+        """
+        return self._owner("load from").load_artifact(self, columns)
 
     def __repr__(self) -> str:
         """What a person at a REPL needs to tell versions apart (all fields: ``asdict``)."""

@@ -6,6 +6,7 @@ import pytest
 
 import linea_luigi as ll
 from linea_luigi.storage import layout
+from linea_luigi.values.serializers import SERIALIZERS
 
 
 @pytest.mark.parametrize("name", ["model", "a/b", "..", "名前", "x" * 255, "a b:c@d"])
@@ -18,6 +19,18 @@ def test_what_save_writes_is_ours_and_so_is_its_temporary_sibling(name: str) -> 
     assert location != layout.new_location(name)  # every save gets its own file
 
 
+@pytest.mark.parametrize("extension", layout.VALUE_EXTENSIONS)
+def test_every_value_extension_and_its_temporary_sibling_is_ours(extension: str) -> None:
+    location = layout.new_location("frame", extension)
+    assert location.endswith(extension)
+    assert layout.is_ours(location) and layout.is_ours(layout.temp_sibling(location))
+
+
+def test_every_serializer_writes_an_extension_of_the_layout() -> None:
+    extensions = {s.extension for s in SERIALIZERS.values()}
+    assert extensions == set(layout.VALUE_EXTENSIONS)
+
+
 @pytest.mark.parametrize(
     "location",
     [
@@ -25,7 +38,9 @@ def test_what_save_writes_is_ours_and_so_is_its_temporary_sibling(name: str) -> 
         "model/readme.md",
         "model/" + "0" * 32 + ".pkl.bak",
         "model/" + "0" * 31 + ".pkl",
-        "model/" + "0" * 32 + ".parquet",  # not (yet) a value extension
+        "model/" + "0" * 32 + ".csv",  # not a value extension
+        "model/" + "0" * 32 + ".parquet.bak",
+        "model/" + "0" * 32 + ".npy" + layout.TMP_MARKER + "zz",
         "a/b/" + "0" * 32 + ".pkl",
         "model/" + "0" * 32 + ".pkl" + layout.TMP_MARKER + "zz",
     ],
@@ -44,4 +59,8 @@ def test_only_value_extensions_are_written() -> None:
 
 
 def test_saved_values_follow_the_layout(store: ll.ArtifactStore) -> None:
-    assert layout.is_ours(store.save({"a": 1}, "some/name").location)
+    import numpy as np
+    import pandas as pd
+
+    for value in ({"a": 1}, np.arange(3), pd.DataFrame({"a": [1]})):
+        assert layout.is_ours(store.save(value, "some/name").location)

@@ -25,11 +25,12 @@ import sqlalchemy as sa
 from alembic import command
 
 import linea_luigi as ll
+import linea_luigi.store.artifact_store as artifact_store_module
 import linea_luigi.store.records as store_module
 from linea_luigi.db import setup
 from linea_luigi.db.engine import dispose_all, get_engine, transaction
 from linea_luigi.db.migrations import BASELINE, HEAD, LOCATION, VERSION_TABLE, runner
-from linea_luigi.db.schema import metadata
+from linea_luigi.db.schema import ARTIFACTS, metadata
 from linea_luigi.settings.urls import parse_db_url
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,6 +84,17 @@ def differences(url: str) -> list[Any]:
 
 def artifact_rows(url: str) -> list[tuple[Any, ...]]:
     return query(url, "SELECT id, name, version, created_at, digest FROM ll_artifacts ORDER BY id")
+
+
+def insert_of(url: str) -> Any:
+    """The store's insert of a new artifact row, limited to the columns ``url`` has now."""
+    engine = sa.create_engine(url)
+    try:
+        present = {c["name"] for c in sa.inspect(engine).get_columns("ll_artifacts")}
+    finally:
+        engine.dispose()
+    columns = {c.name: sa.bindparam(c.name) for c in ARTIFACTS.c if c.name in present - {"id"}}
+    return ARTIFACTS.insert().values(columns).returning(ARTIFACTS.c.id)
 
 
 def pre_migration_ensure_ready(url: sa.URL, storage_root: str, engine: Any = None) -> None:
@@ -331,8 +343,10 @@ def test_a_database_at_an_earlier_revision_is_upgraded(
     url = parse_db_url(db_url)
     transaction(url, lambda conn: runner.upgrade(conn, revision), write=True, doing="upgrading")
     assert recorded_revisions(db_url) == [revision]
-    # data written while the database was at ``revision`` (every revision has the ll_ tables)
+    # data written while the database was at ``revision`` (every revision has the ll_ tables),
+    # in the columns it had
     monkeypatch.setattr(store_module, "ensure_ready", lambda url, root, engine=None: None)
+    monkeypatch.setattr(artifact_store_module, "INSERT_ARTIFACT", insert_of(db_url))
     saved = ll.ArtifactStore(db_url, str(storage_dir)).save({"kept": True}, "thing")
     before = artifact_rows(db_url)
     monkeypatch.setattr(store_module, "ensure_ready", setup.ensure_ready)

@@ -57,6 +57,10 @@ class ArtifactRow(Base):
     task_id: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     identity_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: the saved value's qualified type (``"pandas.DataFrame"``); NULL on rows before 0004
+    value_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: ``{package: version}`` of the libraries that wrote the value; NULL on rows before 0004
+    libraries: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (
         # serves "version N of name" and "latest version of name" as one index seek

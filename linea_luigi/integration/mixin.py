@@ -24,6 +24,11 @@ version or anything upstream makes it run again, saving the next version.
         def run(self):
             self.save({"model": m, "metrics": x})   # or self.save(m, "model") ...
 
+**How values are stored**: ``artifact_serializer = "cloudpickle"`` forces one
+serializer for the task's outputs (default None: the store's setting, ``auto``
+unless configured); a dict such as ``{"frame": "parquet", "model":
+"cloudpickle"}`` chooses per output.
+
 ``output()`` is then ``{"model": target, "metrics": target}`` for artifacts
 named ``"Fit.model"`` and ``"Fit.metrics"``; the task is complete when all of
 them exist; ``load_output()`` and a dependant's ``load_input()`` give a dict of
@@ -52,6 +57,7 @@ from sqlalchemy.engine import URL
 from ..errors import InvalidArgumentError
 from ..model import Artifact, TaskInfo
 from ..names import check_name
+from ..settings.settings import check_serializer
 from ..store import ArtifactStore
 from .identity import REQUIRES_MEMO, identity_key, luigi_params, requirements, task_params
 from .target import ArtifactTarget
@@ -79,6 +85,7 @@ class ArtifactTaskMixin:
     artifact_name: ClassVar[str | None] = None
     artifact_code_version: ClassVar[str | int | None] = None
     artifact_outputs: ClassVar[tuple[str, ...]] = ()
+    artifact_serializer: ClassVar[str | Mapping[str, str] | None] = None
     #: ``identity.requirements`` may keep ``requires()`` on the instance (see ``__getstate__``)
     _ll_memoise_requires: ClassVar[bool] = True
 
@@ -252,7 +259,29 @@ class ArtifactTaskMixin:
         info = self.artifact_task_info()
         own_store = next(iter(items.values()))[0].store  # the targets carry the task's store
         upstream = self._ll_upstream(own_store.settings.database_url)
-        return {k: t.save(value, task=info, upstream=upstream) for k, (t, value) in items.items()}
+        return {
+            k: t.save(value, task=info, upstream=upstream, serializer=self._ll_serializer(k))
+            for k, (t, value) in items.items()
+        }
+
+    def _ll_serializer(self, output: str | None) -> str | None:
+        """``artifact_serializer`` for ``output`` (None: the store's setting)."""
+        chosen = self.artifact_serializer
+        what = f"{type(self).__name__}.artifact_serializer"
+        if chosen is None or isinstance(chosen, str):
+            return None if chosen is None else check_serializer(chosen, what, InvalidArgumentError)
+        outputs = self._ll_output_names()
+        if not isinstance(chosen, Mapping) or not outputs or not set(chosen) <= set(outputs):
+            raise InvalidArgumentError(
+                f"{what} must be a serializer name, or a dict from this task's "
+                f"artifact_outputs {outputs} to serializer names; got {chosen!r:.100}."
+            )
+        name = chosen.get(output) if output is not None else None
+        return (
+            None
+            if name is None
+            else check_serializer(name, f"{what}[{output!r}]", InvalidArgumentError)
+        )
 
     def _ll_upstream(self, own_db: URL) -> list[Artifact]:
         """The lineage parents: the exact versions ``load_input()`` read.

@@ -10,7 +10,7 @@ looked up per process when the target is used.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import luigi
@@ -73,9 +73,12 @@ class ArtifactTarget(luigi.Target):
         """The selected artifact's record; ``ArtifactNotFoundError`` if there is none."""
         return self.store.get(self.name, self._spec(), key=self.key)
 
-    def load(self) -> Any:
-        """The selected artifact's value, checksum-verified before unpickling."""
-        return self.store.load(self.name, self._spec(), key=self.key)
+    def load(self, columns: Sequence[str] | None = None) -> Any:
+        """The selected artifact's value, checksum-verified before it is parsed.
+
+        ``columns``: only these columns of a Parquet value (``ArtifactStore.load``).
+        """
+        return self.store.load(self.name, self._spec(), key=self.key, columns=columns)
 
     def save(
         self,
@@ -83,8 +86,11 @@ class ArtifactTarget(luigi.Target):
         *,
         task: TaskInfo | None = None,
         upstream: Iterable[Artifact] = (),
+        serializer: str | None = None,
     ) -> Artifact:
         """Save ``value`` as the next version of the name; nothing is overwritten.
+
+        ``serializer``: as ``ArtifactStore.save`` (None: the store's setting).
 
         A target with a ``key`` only finds artifacts carrying that identity key,
         so saving through it needs ``task`` with the same key (the mixin passes
@@ -108,7 +114,9 @@ class ArtifactTarget(luigi.Target):
                     f"{task.task_id!r} has identity key {task.identity_key[:12]}…; the saved "
                     "artifact would never satisfy this target."
                 )
-        return self.store.save(value, self.name, task=task, upstream=upstream)
+        return self.store.save(
+            value, self.name, task=task, upstream=upstream, serializer=serializer
+        )
 
     def __repr__(self) -> str:
         parts = [repr(self.name)]

@@ -26,6 +26,7 @@ SECTION_KEYS = (
     "storage_options",
     "checksum",
     "lock_timeout",
+    "serializer",
 )
 
 
@@ -65,6 +66,7 @@ def _artifact_store_config() -> dict[str, Any]:
         "storage_options": inst.storage_options,
         "checksum": inst.checksum,
         "lock_timeout": inst.lock_timeout,
+        "serializer": inst.serializer,
     }
 
 
@@ -104,6 +106,10 @@ def config_class() -> Any:
             lock_timeout = luigi.OptionalParameter(
                 default=None,
                 description="Seconds a write waits for another process's lock (default 60)",
+            )
+            serializer = luigi.OptionalParameter(
+                default=None,
+                description="How values are stored: auto (default), parquet, npy or cloudpickle",
             )
 
         _CONFIG_CLASS = artifact_store

@@ -19,6 +19,7 @@ _KEYS = {
     "storage_options": "storage_options",
     "checksum": "checksum",
     "lock_timeout": "lock_timeout",
+    "serializer": "serializer",
 }
 
 

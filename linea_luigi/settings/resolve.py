@@ -9,7 +9,8 @@ Lookup order, first hit wins, key by key:
 3. luigi.cfg ``[artifact_store]`` keys ``db_connection``, ``artifact_storage_dir``,
    ``storage_options`` (a JSON object), ``checksum`` (``blake3``, the default, or
    ``sha256``), ``lock_timeout`` (seconds a write waits for another process's
-   lock, 60 by default), read through Luigi's own configuration,
+   lock, 60 by default), ``serializer`` (``auto``, the default, ``parquet``,
+   ``npy`` or ``cloudpickle``), read through Luigi's own configuration,
    so ``LUIGI_CONFIG_PATH``, ``${ENV}`` interpolation and command-line overrides
    such as ``--artifact-store-db-connection`` work;
 4. luigi.cfg ``[task_history] db_connection`` (the database only), so artifacts
@@ -167,13 +168,18 @@ def _resolve_explained() -> tuple[Settings, dict[str, str]]:
         ("options.set('lock_timeout')", lambda: options.get("lock_timeout")),
         _cfg(SECTION, "lock_timeout"),
     )
-    settings = Settings.create(db, storage_dir, storage_options, checksum, lock_timeout)
+    serializer, serializer_from = _first_hit(
+        ("options.set('serializer')", lambda: options.get("serializer")),
+        _cfg(SECTION, "serializer"),
+    )
+    settings = Settings.create(db, storage_dir, storage_options, checksum, lock_timeout, serializer)
     return settings, {
         "database_url": db_from,
         "artifact_storage_dir": dir_from,
         "storage_options": opts_from,
         "checksum": checksum_from,
         "lock_timeout": lock_timeout_from,
+        "serializer": serializer_from,
     }
 
 

@@ -27,6 +27,12 @@ DEFAULT_DIGEST = BLAKE3
 DEFAULT_LOCK_TIMEOUT_S = 60.0
 #: longest lock wait accepted, in seconds (a day; PostgreSQL's own limit is ~24 days)
 MAX_LOCK_TIMEOUT_S = 86400.0
+#: ``serializer`` setting that picks a serializer by the value's type
+AUTO = "auto"
+#: the serializers by name, in the order ``auto`` tries them (``values.serializers``)
+SERIALIZERS = ("parquet", "npy", "cloudpickle")
+#: what the ``serializer`` setting accepts
+SERIALIZER_CHOICES = (AUTO, *SERIALIZERS)
 #: ``[artifact_store]``: the luigi.cfg section of linea_luigi
 SECTION = "artifact_store"
 
@@ -47,6 +53,8 @@ class Settings:
     checksum: str = DEFAULT_DIGEST
     #: seconds a statement waits for another process's lock before ``DatabaseLockedError``
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S
+    #: how new values are written: ``auto`` (by the value's type) or a serializer's name
+    serializer: str = AUTO
 
     def __post_init__(self) -> None:
         if not str(self.storage_dir).strip():
@@ -65,6 +73,7 @@ class Settings:
         storage_options: dict[str, Any] | None = None,
         checksum: str | None = None,
         lock_timeout: float | str | None = None,
+        serializer: str | None = None,
     ) -> Settings:
         """Build settings from raw values, normalising the URL."""
         if not isinstance(storage_dir, (str, os.PathLike)):
@@ -79,12 +88,15 @@ class Settings:
             )
         if checksum is not None and not isinstance(checksum, str):
             raise ConfigError(f"checksum must be a string, got {type(checksum).__name__}.")
+        if serializer is not None and not isinstance(serializer, str):
+            raise ConfigError(f"serializer must be a string, got {type(serializer).__name__}.")
         return cls(
             parse_db_url(database_url),
             os.fspath(storage_dir),
             dict(storage_options or {}),
             (checksum or DEFAULT_DIGEST).strip().lower(),
             parse_lock_timeout(lock_timeout),
+            (serializer or AUTO).strip().lower(),
         )
 
     def cache_key(self) -> tuple[str, ...]:
@@ -95,6 +107,7 @@ class Settings:
             json.dumps(self.storage_options, sort_keys=True, default=str),
             self.checksum,
             repr(self.lock_timeout),
+            self.serializer,
         )
 
     def __repr__(self) -> str:
@@ -102,8 +115,16 @@ class Settings:
         return (
             f"Settings(database_url={mask_url(self.database_url)!r}, "
             f"storage_dir={mask_url(self.storage_dir)!r}, storage_options keys={opts}, "
-            f"checksum={self.checksum!r}, lock_timeout={self.lock_timeout!r})"
+            f"checksum={self.checksum!r}, lock_timeout={self.lock_timeout!r}, "
+            f"serializer={self.serializer!r})"
         )
+
+
+def check_serializer(name: object, what: str, error: type[Exception]) -> str:
+    """``name`` if it is one of ``SERIALIZER_CHOICES``; else ``error`` naming ``what`` and them."""
+    if isinstance(name, str) and name in SERIALIZER_CHOICES:
+        return name
+    raise error(f"{what} must be one of {', '.join(SERIALIZER_CHOICES)}, got {str(name)[:40]!r}.")
 
 
 def parse_lock_timeout(value: float | str | None) -> float:

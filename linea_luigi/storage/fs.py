@@ -171,12 +171,26 @@ class ValueStorage:
 
     # -- reading --------------------------------------------------------------------
 
-    @contextmanager
-    def open_read(self, location: str) -> Iterator[BinaryIO]:
+    def open_read(self, location: str) -> AbstractContextManager[BinaryIO]:
         """Read a value; storage failures in the block (e.g. mid-stream) raise ``StorageError``."""
+        return self._reading(location, ranged=False)
+
+    def open_ranges(self, location: str) -> AbstractContextManager[BinaryIO]:
+        """A seekable file that reads only the byte ranges asked for (no read-ahead).
+
+        For readers that skip most of a file (a Parquet footer and a few
+        columns): on object storage each ``read`` is one ranged request.
+        """
+        return self._reading(location, ranged=True)
+
+    @contextmanager
+    def _reading(self, location: str, *, ranged: bool) -> Iterator[BinaryIO]:
         try:
             if self._local is not None:
-                handle = open(os.path.join(self._local, location), "rb", buffering=0)  # noqa: SIM115
+                path = os.path.join(self._local, location)
+                handle = open(path, "rb", buffering=-1 if ranged else 0)  # noqa: SIM115
+            elif ranged:
+                handle = self._fs[0].open(self._path(location), "rb", cache_type="none")
             else:
                 handle = self._fs[0].open(self._path(location), "rb")
         except FileNotFoundError as exc:

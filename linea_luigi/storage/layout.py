@@ -6,8 +6,10 @@ temporary siblings, ``doctor``'s probe) must be named here and recognised here.
 A new kind of file added anywhere else would be invisible to ``gc`` (an orphan
 kept forever) or, worse, a stranger's file could look like ours.
 
-Values: ``<folder of the name>/<32 hex>.pkl``; while being written, a sibling
-``<final>.tmp-<32 hex>`` (renamed into place, or removed). The folder only
+Values: ``<folder of the name>/<32 hex><extension>``, the extension the
+serializer's (``.pkl``, ``.parquet``, ``.npy``: plain files other tools open);
+while being written, a sibling ``<final>.tmp-<32 hex>`` (renamed into place,
+or removed). The folder only
 groups a name's files for people browsing the storage: the database row holds
 the location, so two names sharing a folder is harmless.
 """
@@ -22,8 +24,9 @@ from ..errors import InvalidArgumentError
 
 #: extension of a pickled value
 PICKLE = ".pkl"
-#: the extensions of values this package writes (``is_ours`` accepts exactly these)
-VALUE_EXTENSIONS = (PICKLE,)
+#: the extensions of values this package writes (``is_ours`` accepts exactly these); each
+#: serializer in ``values.serializers`` writes one of them (a test checks)
+VALUE_EXTENSIONS = (PICKLE, ".parquet", ".npy")
 #: between a value's final name and the random suffix of its temporary sibling
 TMP_MARKER = ".tmp-"
 #: where ``doctor`` writes (and removes) its probe, apart from every value

@@ -14,10 +14,11 @@ the task's own I/O. The store is ``records`` and ``values`` (``store.records``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict
 from functools import partial
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
@@ -25,7 +26,6 @@ from ..db import executor
 from ..db.queries import aliases, lineage
 from ..db.queries.artifacts import (
     INSERT_ARTIFACT,
-    LATEST_BY_KEYS,
     LATEST_VERSION,
     find,
     find_id,
@@ -37,11 +37,14 @@ from ..db.queries.artifacts import (
     versions_of,
     with_params_of,
 )
-from ..db.queries.chunks import chunked
 from ..db.queries.history import artifacts_of_run_query, runs_of_task
 from ..db.queries.removal import delete_rows
 from ..db.queries.versions import allocate_version
-from ..errors import CommitOutcomeUnknownError, InvalidArgumentError, StorageError
+from ..errors import (
+    CommitOutcomeUnknownError,
+    InvalidArgumentError,
+    StorageError,
+)
 from ..model import Artifact, GcReport, TaskInfo, TaskRun
 from ..names import (
     LATEST,
@@ -54,20 +57,21 @@ from ..names import (
 )
 from ..settings import Settings, resolve_settings
 from ..settings.urls import mask_url
-from ..storage import ValueStorage, layout
-from . import messages, value_io
+from ..storage import ValueStorage
+from . import alias_ops, messages, value_io
 from .gc import Duration, collect, remove_values
 from .params import matchers, matches
 from .records import Records
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 ArtifactList = list[Artifact]
 TaskRunList = list[TaskRun]
 
 
 class ArtifactStore:
-    """Save, find, load and delete versioned
+    """Save, find, load and delete versioned artifacts.
 
     Pickles as settings only: engines and filesystems are looked up per
     process, so a store can be sent to Luigi workers and used after ``fork``.
@@ -82,9 +86,10 @@ class ArtifactStore:
         *,
         checksum: str | None = None,
         lock_timeout: float | None = None,
+        serializer: str | None = None,
     ) -> None:
         self.settings = Settings.create(
-            db_url, storage_dir, storage_options, checksum, lock_timeout
+            db_url, storage_dir, storage_options, checksum, lock_timeout, serializer
         )
         #: where the values live (``storage.ValueStorage``)
         self.values = ValueStorage(self.settings.storage_dir, self.settings.storage_options)
@@ -105,6 +110,7 @@ class ArtifactStore:
             s.storage_options,
             checksum=s.checksum,
             lock_timeout=s.lock_timeout,
+            serializer=s.serializer,
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -130,20 +136,24 @@ class ArtifactStore:
         *,
         task: TaskInfo | None = None,
         upstream: Iterable[Artifact] = (),
+        serializer: str | None = None,
     ) -> Artifact:
         """Store ``value`` as the next version of ``name`` and return its record.
 
         ``task`` records the Luigi task that made it, ``upstream`` the exact
-        artifact versions it was made from (lineage).
+        artifact versions it was made from (lineage). ``serializer``: ``"auto"``
+        (Parquet for data frames, ``.npy`` for arrays, cloudpickle for the rest),
+        a serializer's name to force one, or None for the store's setting.
         """
         name = check_name(name)
         parents = lineage.parents(upstream)
         records = self.records
         engine = records.engine()  # a wrong database fails before any write
         dialect = engine.dialect.name
-        location = layout.new_location(name)
-        written = value_io.write(self.values, location, value, name, self.settings.checksum)
-        row = new_row(name, location, *written, task)
+        wanted = self.settings.serializer if serializer is None else serializer
+        written = value_io.write(self.values, value, name, self.settings.checksum, wanted)
+        location = written.location
+        row = new_row(name, asdict(written), task)
 
         def publish(tx: executor.Executor) -> None:
             row["version"] = allocate_version(tx, dialect, name)
@@ -201,29 +211,14 @@ class ArtifactStore:
         """
         name, alias = check_name(name), check_alias(alias)
         spec = parse_version(version)
-
-        def move(conn: Connection) -> Artifact:
-            # FOR SHARE: a concurrent delete of this version waits for us, then sees the alias
-            q = find(spec == LATEST, False).with_for_update(read=True)
-            row = conn.execute(q, lookup_params(name, spec, None)).first()
-            if row is None:
-                raise messages.not_found(conn, repr(self), name, spec, None)
-            aliases.upsert(conn, name, alias, row.version)
-            return self.records.artifact(row)
-
-        return self.records.write(move, f"setting alias {name}@{alias}")
+        work = partial(alias_ops.move, store=repr(self), name=name, spec=spec, alias=alias)
+        return self.records.artifact(self.records.write(work, f"setting alias {name}@{alias}"))
 
     def remove_alias(self, name: str, alias: str) -> int:
         """Remove ``name@alias``; returns the version it pointed at."""
         name, alias = check_name(name), check_alias(alias)
-
-        def drop(conn: Connection) -> int:
-            version = aliases.remove(conn, name, alias)
-            if version is None:
-                raise messages.no_alias(conn, repr(self), name, alias)
-            return version
-
-        return self.records.write(drop, f"removing alias {name}@{alias}")
+        work = partial(alias_ops.remove, store=repr(self), name=name, alias=alias)
+        return self.records.write(work, f"removing alias {name}@{alias}")
 
     def aliases(self, name: str) -> dict[str, int]:
         """Every alias of ``name`` and the version it points at, sorted by alias."""
@@ -256,16 +251,8 @@ class ArtifactStore:
 
     def _by_alias(self, ref: str, name: str, alias: str) -> Artifact | None:
         """The version ``name@alias`` names; None when no such alias but an artifact ``ref``."""
-
-        def resolve(conn: Connection) -> Any:
-            row = conn.execute(aliases.RESOLVE, {"name": name, "alias": alias}).first()
-            if row is not None:
-                return row
-            if conn.scalar(probe(True, False), lookup_params(ref, LATEST, None)) is not None:
-                return None  # a name that merely contains '@'
-            raise messages.no_alias(conn, repr(self), name, alias)
-
-        row = self.records.read(resolve, f"reading artifact {ref!r}")
+        work = partial(alias_ops.resolve, store=repr(self), ref=ref, name=name, alias=alias)
+        row = self.records.read(work, f"reading artifact {ref!r}")
         return None if row is None else self.records.artifact(row)
 
     # -- reading ------------------------------------------------------------------
@@ -304,17 +291,7 @@ class ArtifactStore:
         reads their records at once. Keys without a version are left out
         (``get`` explains). Used by ``ArtifactTaskMixin``.
         """
-        name = check_name(name)
-        records = self.records
-
-        def latest(conn: Connection, part: Sequence[str]) -> Sequence[Any]:
-            return conn.execute(LATEST_BY_KEYS, {"name": name, "keys": part}).all()
-
-        found: dict[str, Artifact] = {}
-        for part in chunked(list(dict.fromkeys(keys))):
-            for row in records.read(partial(latest, part=part), f"reading artifact {name!r}"):
-                found[row.identity_key] = records.artifact(row)
-        return found
+        return self.records.latest_by_keys(check_name(name), keys)
 
     def exists(
         self, name: str, version: int | str | None = None, *, key: str | None = None
@@ -329,32 +306,52 @@ class ArtifactStore:
         )
         return found is not None
 
-    def load(self, name: str, version: int | str | None = LATEST, *, key: str | None = None) -> Any:
-        """The value of ``version`` of ``name`` (default: latest)."""
-        return self.load_artifact(self.get(name, version, key=key))
+    def load(
+        self,
+        name: str,
+        version: int | str | None = LATEST,
+        *,
+        key: str | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> Any:
+        """The value of ``version`` of ``name`` (default: latest).
 
-    def load_artifact(self, artifact: Artifact) -> Any:
-        """Read, verify (digest, size) and only then unpickle a value.
-
-        What is unpickled is the very buffer that was hashed: it is never read
-        again from storage after the check.
+        ``columns``: only these columns of a Parquet value, read as their byte
+        ranges (see ``load_artifact``).
         """
+        return self.load_artifact(self.get(name, version, key=key), columns)
+
+    def load_artifact(self, artifact: Artifact, columns: Sequence[str] | None = None) -> Any:
+        """Read, verify (digest, size) and only then parse or unpickle a value.
+
+        What is parsed is the very buffer that was hashed: it is never read
+        again from storage after the check. ``columns`` (Parquet values only)
+        reads just the footer and those columns: the whole-file digest cannot
+        be checked without reading the whole file, so the file's size and each
+        page's CRC are checked instead.
+        """
+        if columns is not None:
+            return self._stored(
+                artifact, lambda: value_io.read_columns(self.values, artifact, columns)
+            )
+        return value_io.load(artifact, self.read_bytes(artifact))
+
+    def read_bytes(self, artifact: Artifact) -> memoryview:
+        """The stored file of ``artifact`` as it is, verified against its size and digest."""
+        return self._stored(artifact, lambda: value_io.read(self.values, artifact))
+
+    def preview(self, artifact: Artifact) -> dict[str, Any]:
+        """What the value looks like, read without loading it: never unpickles (``value_io``)."""
+        return value_io.preview(self.values, artifact)
+
+    def _stored(self, artifact: Artifact, read: Callable[[], T]) -> T:
+        """``read()``, explaining a storage failure by a version deleted meanwhile."""
         try:
-            data = value_io.read(self.values, artifact)
+            return read()
         except StorageError:
-            if not self._still_stored(artifact):
+            if not self.records.still_stored(artifact):
                 raise messages.deleted_meanwhile(artifact) from None
             raise
-        return value_io.load(artifact, data)
-
-    def _still_stored(self, artifact: Artifact) -> bool:
-        """Whether ``artifact``'s row still exists with its value (a failed read asks)."""
-        row = self.records.first(
-            find(False, False),
-            f"checking artifact {artifact.name!r}",
-            **lookup_params(artifact.name, artifact.version, None),
-        )
-        return row is not None and row.location == artifact.location
 
     def versions(self, name: str) -> ArtifactList:
         """Every version of ``name``, oldest first (empty if the name has none)."""

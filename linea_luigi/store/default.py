@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from ..model import Artifact
@@ -34,9 +35,9 @@ def artifact_store() -> ArtifactStore:
     return store
 
 
-def save(value: Any, name: str) -> Artifact:
+def save(value: Any, name: str, *, serializer: str | None = None) -> Artifact:
     """Save ``value`` as the next version of ``name`` in the default store."""
-    return artifact_store().save(value, name)
+    return artifact_store().save(value, name, serializer=serializer)
 
 
 def get(name: str, version: int | str | None = None) -> Artifact:
@@ -44,9 +45,14 @@ def get(name: str, version: int | str | None = None) -> Artifact:
     return artifact_store().get(name, version)
 
 
-def load(name: str, version: int | str | None = None) -> Any:
-    """The value of ``version`` (default latest) of ``name`` in the default store."""
-    return artifact_store().load(name, version)
+def load(
+    name: str, version: int | str | None = None, *, columns: Sequence[str] | None = None
+) -> Any:
+    """The value of ``version`` (default latest) of ``name`` in the default store.
+
+    ``columns``: only these columns of a Parquet value.
+    """
+    return artifact_store().load(name, version, columns=columns)
 
 
 def delete(name: str, version: int | str) -> int:

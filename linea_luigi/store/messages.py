@@ -15,7 +15,12 @@ from sqlalchemy import Connection, select
 from ..db.queries import aliases
 from ..db.queries.artifacts import lookup_params, probe
 from ..db.schema import ARTIFACTS
-from ..errors import ArtifactInUseError, ArtifactNotFoundError, ChecksumMismatchError
+from ..errors import (
+    ArtifactInUseError,
+    ArtifactNotFoundError,
+    ChecksumMismatchError,
+    InvalidArgumentError,
+)
 from ..model import Artifact
 from ..names import LATEST
 
@@ -83,14 +88,36 @@ def deleted_meanwhile(artifact: Artifact) -> ArtifactNotFoundError:
     )
 
 
-def corrupt(artifact: Artifact, size: int, digest: str) -> ChecksumMismatchError:
-    """A value whose bytes (``size`` read, ``digest``) are not the ones recorded."""
+_RESTORE = "Restore the file from a backup, or delete this version and rerun the task that made it."
+
+
+def corrupt(artifact: Artifact, size: int, digest: str | None) -> ChecksumMismatchError:
+    """A value whose bytes (``size`` read, ``digest`` if hashed) are not the ones recorded."""
+    found = f"{_describe_size(size, artifact.size_bytes)} bytes"
+    expected = f"{artifact.size_bytes} bytes"
+    if digest is not None:
+        found += f" with digest {digest[:23]}…"
+        expected += f" with digest {artifact.digest[:23]}…"
     return ChecksumMismatchError(
         f"Artifact {artifact.name!r} v{artifact.version} at {artifact.uri} is corrupt: "
-        f"expected {artifact.size_bytes} bytes with digest {artifact.digest[:23]}…, "
-        f"found {_describe_size(size, artifact.size_bytes)} bytes with digest "
-        f"{digest[:23]}…. Nothing was unpickled. Restore the file from a backup, or "
-        "delete this version and rerun the task that made it."
+        f"expected {expected}, found {found}. Nothing was unpickled or parsed. {_RESTORE}"
+    )
+
+
+def bad_page(artifact: Artifact, detail: str) -> ChecksumMismatchError:
+    """A column load that met a Parquet page whose CRC does not match."""
+    return ChecksumMismatchError(
+        f"Artifact {artifact.name!r} v{artifact.version} at {artifact.uri} is corrupt: a "
+        f"Parquet page failed its checksum ({detail[:200]}). {_RESTORE}"
+    )
+
+
+def columns_need_parquet(artifact: Artifact) -> InvalidArgumentError:
+    """``columns=`` asked of a value that is not stored as Parquet."""
+    return InvalidArgumentError(
+        f"columns= reads columns of Parquet values; artifact {artifact.name!r} "
+        f"v{artifact.version} is stored with {artifact.serializer} "
+        f"({artifact.value_type or 'type not recorded'}). Load it whole (no columns=)."
     )
 
 

@@ -15,13 +15,16 @@ process before the first statement.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Select
 
 from ..db import executor
 from ..db.engine import get_engine, transaction
+from ..db.queries.artifacts import LATEST_BY_KEYS, find, lookup_params
+from ..db.queries.chunks import chunked
 from ..db.setup import ensure_ready
 from ..model import Artifact, ArtifactSource, as_utc
 from ..settings import Settings
@@ -91,8 +94,31 @@ class Records:
             task_id=row.task_id,
             identity_key=row.identity_key,
             params=row.params,
+            value_type=row.value_type,
+            libraries=row.libraries,
             _store=self._owner,
         )
+
+    def latest_by_keys(self, name: str, keys: Iterable[str]) -> dict[str, Artifact]:
+        """The latest row of ``name`` per key of ``keys``, ``PER_QUERY`` keys per query."""
+
+        def latest(conn: Connection, part: Sequence[str]) -> Sequence[Any]:
+            return conn.execute(LATEST_BY_KEYS, {"name": name, "keys": part}).all()
+
+        found: dict[str, Artifact] = {}
+        for part in chunked(list(dict.fromkeys(keys))):
+            for row in self.read(partial(latest, part=part), f"reading artifact {name!r}"):
+                found[row.identity_key] = self.artifact(row)
+        return found
+
+    def still_stored(self, artifact: Artifact) -> bool:
+        """Whether ``artifact``'s row still exists with its value (a failed read asks)."""
+        row = self.first(
+            find(False, False),
+            f"checking artifact {artifact.name!r}",
+            **lookup_params(artifact.name, artifact.version, None),
+        )
+        return row is not None and row.location == artifact.location
 
     def artifacts(self, rows: Iterable[Any]) -> list[Artifact]:
         """``artifact`` of each row."""

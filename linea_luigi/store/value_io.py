@@ -1,42 +1,72 @@
-"""A value's way to and from storage: hashed as it is written, verified before it is unpickled.
+"""A value's way to and from storage: hashed as it is written, verified before it is parsed.
 
 The store's order of operations rests on both halves: ``write`` returns only
 once the value is complete and hashed (its row is committed after), and
 ``read`` returns only bytes of the recorded size and digest, the very buffer
-that was hashed, never read again from storage. Progress lines are shown for
-large values when someone is watching (``values.progress``).
+that was hashed, never read again from storage. Column loads of Parquet
+values (``read_columns``) are the one exception, by design: they read a few
+byte ranges, so they check the file's size and every page's CRC instead of
+the whole-file digest. Progress lines are shown for large values when
+someone is watching (``values.progress``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from ..errors import ArtifactStoreError, SerializationError
 from ..model import Artifact
-from ..storage import ValueStorage
-from ..values import progress
+from ..settings.urls import mask_secrets
+from ..storage import ValueStorage, layout
+from ..values import libraries, parquet, progress
+from ..values import preview as value_preview
 from ..values.digests import HashingWriter, algorithm_of, read_hashed
-from ..values.serializers import DEFAULT_SERIALIZER, get_serializer
-from .messages import corrupt
+from ..values.serializers import CLOUDPICKLE, choose, get_serializer
+from .messages import bad_page, columns_need_parquet, corrupt
 
 log = logging.getLogger(__name__)
 
 
-def write(
-    values: ValueStorage, location: str, value: Any, name: str, checksum: str
-) -> tuple[str, int, str]:
-    """Serialize ``value`` (of artifact ``name``) to ``location``: (serializer, size, digest)."""
-    serializer = get_serializer(DEFAULT_SERIALIZER)
+@dataclass(frozen=True)
+class Written:
+    """A value written and hashed, not yet published: the columns its row records."""
+
+    location: str
+    serializer: str
+    size_bytes: int
+    digest: str
+    value_type: str
+    libraries: dict[str, str]
+
+
+def write(values: ValueStorage, value: Any, name: str, checksum: str, serializer: str) -> Written:
+    """Serialize ``value`` (of artifact ``name``) with ``serializer`` (or ``auto``)."""
+    choice = choose(value, serializer)
+    chosen = choice.serializer
+    location = layout.new_location(name, chosen.extension)
     with values.open_write(location) as handle:
         shown = progress.start(f"saving {name}", None)
         writer = HashingWriter(handle, checksum, shown)
         try:
-            serializer.dump(value, writer)  # type: ignore[arg-type]
+            packages = chosen.dump(choice.prepared, writer)  # type: ignore[arg-type]
         finally:
             digest = writer.finish()
             if shown is not None:
                 shown.close()
-    return serializer.name, writer.size, digest
+    own = libraries.top_package(type(value).__module__)
+    if own is not None:
+        packages.add(own)
+    return Written(
+        location,
+        chosen.name,
+        writer.size,
+        digest,
+        choice.value_type,
+        libraries.versions(packages),
+    )
 
 
 def discard(values: ValueStorage, location: str) -> None:
@@ -50,7 +80,7 @@ def discard(values: ValueStorage, location: str) -> None:
 def read(values: ValueStorage, artifact: Artifact) -> memoryview:
     """The bytes of ``artifact``, checked against its size and digest.
 
-    ``ChecksumMismatchError`` when they differ (nothing is unpickled);
+    ``ChecksumMismatchError`` when they differ (nothing is parsed);
     ``StorageError`` when the value cannot be read.
     """
     algorithm = algorithm_of(artifact.digest)
@@ -67,5 +97,57 @@ def read(values: ValueStorage, artifact: Artifact) -> memoryview:
 
 
 def load(artifact: Artifact, data: memoryview) -> Any:
-    """The value of ``artifact`` from its verified bytes (see ``read``)."""
-    return get_serializer(artifact.serializer).load(data)
+    """The value of ``artifact`` from its verified bytes (see ``read``).
+
+    A Parquet load releases ``data`` once the table is decoded, so that the
+    file's bytes and the frame are not both held while the frame is built.
+    """
+    serializer = get_serializer(artifact.serializer)
+    written = artifact.libraries or {}
+    try:
+        value = serializer.load(data, artifact.value_type, written)
+    except SerializationError as exc:
+        raise SerializationError(f"Artifact {artifact.name!r} v{artifact.version}: {exc}") from exc
+    if serializer.name == CLOUDPICKLE:
+        libraries.warn_major_changes(written, f"{artifact.name} v{artifact.version}")
+    return value
+
+
+def read_columns(values: ValueStorage, artifact: Artifact, columns: Sequence[str]) -> Any:
+    """Only ``columns`` of a Parquet ``artifact``: the footer and those columns' byte ranges.
+
+    Checks the file's size against the record first, then every page read
+    against its CRC (``ChecksumMismatchError`` either way).
+    """
+    if artifact.serializer != parquet.ParquetSerializer.name:
+        raise columns_need_parquet(artifact)
+    wanted = parquet.check_columns(columns)
+    with values.open_ranges(artifact.location) as handle:
+        size = handle.seek(0, 2)
+        if size != artifact.size_bytes:
+            raise corrupt(artifact, size, None)
+        handle.seek(0)
+        try:
+            return parquet.read_columns(handle, wanted, artifact.value_type)
+        except parquet.PageChecksumError as exc:
+            raise bad_page(artifact, str(exc)) from None
+        except SerializationError as exc:
+            raise SerializationError(
+                f"Artifact {artifact.name!r} v{artifact.version}: {exc}"
+            ) from exc
+
+
+def preview(values: ValueStorage, artifact: Artifact) -> dict[str, Any]:
+    """What the value looks like, read without loading it (``values.preview``).
+
+    Never unpickles: a pickle's preview says so without opening storage. A
+    Parquet preview reads the footer and the first pages, an ``.npy`` one the
+    header. A storage or format problem is described, not raised.
+    """
+    if artifact.serializer == CLOUDPICKLE:
+        return dict(value_preview.PICKLE_PREVIEW)
+    try:
+        with values.open_ranges(artifact.location) as handle:
+            return value_preview.of_file(artifact.serializer, handle, artifact.size_bytes)
+    except ArtifactStoreError as exc:
+        return {"kind": "unavailable", "note": mask_secrets(str(exc))}

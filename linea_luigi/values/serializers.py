@@ -1,137 +1,140 @@
-"""Serializers: how a value becomes bytes, named on every artifact row.
+"""Serializers: how a value becomes a file, chosen by the value's type, named on every row.
 
-The default, ``cloudpickle``, writes pickle protocol 5 with large buffers (numpy
-arrays, pandas blocks, ...) taken out of band and appended raw after the pickle
-stream, 64-byte aligned::
+``auto`` (the default setting) takes the first that takes the value:
 
-    MAGIC | pickle stream | pad | buffer 0 | pad | buffer 1 | ... | footer
+1. ``parquet`` (``values.parquet``): pandas and polars frames, pyarrow tables;
+2. ``npy`` (``values.npy``): numpy arrays of a non-object dtype;
+3. ``cloudpickle`` (``values.pickled``): everything else.
 
-    footer = (offset, length) * n  |  n  |  pickle length  |  END
-
-So saving never builds a serialized copy of the value in memory (buffers are
-written straight from the value's own memory), and loading reads the file once
-into one buffer that the restored arrays then use without a copy.
+The first two write standard files that other tools read; a frame that
+Parquet cannot represent faithfully falls back to cloudpickle, and so does
+every frame when pyarrow is missing (logged once). Deciding costs a look at
+the value's type: no library is imported for a value that is not its own.
 """
 
 from __future__ import annotations
 
-import pickle
-import struct
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
-import cloudpickle
+from ..errors import InvalidArgumentError, SerializationError
+from ..settings.settings import AUTO, SERIALIZER_CHOICES
+from . import libraries, parquet
+from .npy import NpySerializer
+from .parquet import ParquetSerializer, Unrepresentable
+from .pickled import CloudpickleSerializer
 
-from ..errors import SerializationError
-
-MAGIC = b"LLPKL01\n"
-END = b"LLPKLEND"
-_ALIGN = 64
-_U64 = struct.Struct("<Q")
-_PAIR = struct.Struct("<QQ")
-_TAIL = struct.Struct("<QQ8s")
+log = logging.getLogger(__name__)
 
 
 class Serializer(Protocol):
-    """Turns values into a byte stream and back; ``name`` is stored per artifact."""
+    """Writes values of the types it ``takes`` as one file and reads them back."""
 
+    #: recorded per artifact
     name: str
+    #: of the files it writes (``storage.layout.VALUE_EXTENSIONS``)
+    extension: str
 
-    def dump(self, value: Any, out: BinaryIO) -> None: ...
+    def takes(self, value: Any) -> bool:
+        """Whether ``value`` is of a type this serializer writes; cheap, imports nothing."""
+        ...
 
-    def load(self, data: memoryview) -> Any: ...
+    def prepare(self, value: Any) -> Any:
+        """What ``dump`` writes; ``Unrepresentable`` when the value would not round-trip."""
+        ...
+
+    def dump(self, prepared: Any, out: BinaryIO) -> set[str]:
+        """Write ``prepared``; returns the packages involved (for ``libraries``)."""
+        ...
+
+    def load(
+        self,
+        data: memoryview,
+        value_type: str | None = None,
+        written: Mapping[str, str] | None = None,
+    ) -> Any:
+        """The value in ``data`` (verified bytes); ``written``: the recorded libraries."""
+        ...
 
 
-class _Counter:
-    """Pass-through writer that knows its position (fsspec files may not ``tell``).
+SERIALIZERS: dict[str, Serializer] = {
+    s.name: s for s in (ParquetSerializer(), NpySerializer(), CloudpickleSerializer())
+}
+CLOUDPICKLE = CloudpickleSerializer.name
+DEFAULT_SERIALIZER = CLOUDPICKLE
+_told_no_arrow = False
 
-    Remembers an error of the output itself (a full disk, a failed upload), so
-    that ``dump`` lets it through for the storage to report instead of
-    blaming the value.
+
+@dataclass(frozen=True)
+class Choice:
+    """The serializer for one value and what it will write (``Serializer.prepare``'s result)."""
+
+    serializer: Serializer
+    prepared: Any
+    value_type: str
+
+
+def choose(value: Any, wanted: str) -> Choice:
+    """The serializer for ``value`` under setting ``wanted`` (``auto`` or a name).
+
+    A named serializer that does not take the value is an
+    ``InvalidArgumentError`` naming the ones that do.
     """
-
-    def __init__(self, out: BinaryIO) -> None:
-        self._out = out
-        self.pos = 0
-        self.failed: BaseException | None = None
-
-    def write(self, data: Any) -> int:
+    if wanted not in SERIALIZER_CHOICES:
+        raise InvalidArgumentError(
+            f"serializer must be one of {', '.join(SERIALIZER_CHOICES)}, got {str(wanted)[:40]!r}."
+        )
+    kind = libraries.value_type(value)
+    if wanted != AUTO:
+        serializer = _forced(SERIALIZERS[wanted], value, kind)
         try:
-            n = self._out.write(data)
-        except BaseException as exc:
-            self.failed = exc
-            raise
-        self.pos += len(memoryview(data).cast("B"))
-        return n if n is not None else 0
-
-    def pad_to(self, align: int) -> None:
-        gap = -self.pos % align
-        if gap:
-            self.write(b"\0" * gap)
-
-
-class CloudpickleSerializer:
-    """cloudpickle, protocol 5, out-of-band buffers (see the module docstring)."""
-
-    name = "cloudpickle"
-
-    def dump(self, value: Any, out: BinaryIO) -> None:
-        counter = _Counter(out)
-        counter.write(MAGIC)
-        buffers: list[pickle.PickleBuffer] = []
-        try:
-            # buffer_callback returning None puts the buffer out of band
-            cloudpickle.CloudPickler(counter, protocol=5, buffer_callback=buffers.append).dump(
-                value
-            )
-        except Exception as exc:
-            if exc is counter.failed:
-                raise  # the output failed, not the value: the storage reports it
-            raise SerializationError(
-                f"Cannot serialize a value of type {type(value).__module__}."
-                f"{type(value).__qualname__} with cloudpickle: {exc}"
-            ) from exc
-        pickle_len = counter.pos - len(MAGIC)
-        table: list[tuple[int, int]] = []
-        for buf in buffers:
-            with buf.raw() as raw:
-                counter.pad_to(_ALIGN)
-                table.append((counter.pos, raw.nbytes))
-                counter.write(raw)
-        for entry in table:
-            counter.write(_PAIR.pack(*entry))
-        counter.write(_TAIL.pack(len(table), pickle_len, END))
-
-    def load(self, data: memoryview) -> Any:
-        view = memoryview(data)
-        if len(view) < len(MAGIC) + _TAIL.size or bytes(view[: len(MAGIC)]) != MAGIC:
-            raise SerializationError("The stored bytes are not a linea_luigi cloudpickle value.")
-        n, pickle_len, end = _TAIL.unpack_from(view, len(view) - _TAIL.size)
-        table_at = len(view) - _TAIL.size - n * _PAIR.size
-        if end != END or table_at < len(MAGIC) + pickle_len:
-            raise SerializationError("The stored value's footer is damaged.")
-        buffers = [
-            view[off : off + length]
-            for off, length in (
-                _PAIR.unpack_from(view, table_at + i * _PAIR.size) for i in range(n)
-            )
-        ]
-        stream = view[len(MAGIC) : len(MAGIC) + pickle_len]
-        try:
-            return pickle.loads(stream, buffers=buffers)
-        except Exception as exc:
-            hint = (
-                f" Install the module {exc.name!r} in this environment."
-                if isinstance(exc, ModuleNotFoundError) and exc.name
-                else ""
-            )
-            raise SerializationError(f"Cannot unpickle the stored value: {exc}.{hint}") from exc
+            return Choice(serializer, serializer.prepare(value), kind)
+        except Unrepresentable as why:
+            raise InvalidArgumentError(
+                f"serializer={wanted!r} cannot store this {kind} faithfully ({why}); "
+                f"{CLOUDPICKLE!r} can."
+            ) from None
+    for serializer in SERIALIZERS.values():
+        if serializer.takes(value) and _usable(serializer, kind):
+            try:
+                return Choice(serializer, serializer.prepare(value), kind)
+            except Unrepresentable as why:
+                log.warning("%s is stored with cloudpickle: Parquet cannot hold it (%s)", kind, why)
+                break
+    pickler = SERIALIZERS[CLOUDPICKLE]
+    return Choice(pickler, value, kind)
 
 
-SERIALIZERS: dict[str, Serializer] = {CloudpickleSerializer.name: CloudpickleSerializer()}
-DEFAULT_SERIALIZER = CloudpickleSerializer.name
+def _forced(serializer: Serializer, value: Any, kind: str) -> Serializer:
+    if not serializer.takes(value):
+        able = [name for name, s in SERIALIZERS.items() if s.takes(value)]
+        raise InvalidArgumentError(
+            f"serializer={serializer.name!r} cannot store a {kind}; "
+            f"{' or '.join(repr(n) for n in able)} can (or pass serializer='auto')."
+        )
+    return serializer
+
+
+def _usable(serializer: Serializer, kind: str) -> bool:
+    """Whether ``auto`` may use ``serializer`` here: Parquet needs pyarrow (said once)."""
+    global _told_no_arrow
+    if serializer.name != ParquetSerializer.name or parquet.available():
+        return True
+    if not _told_no_arrow:
+        _told_no_arrow = True
+        log.warning(
+            "pyarrow is not installed, so data frames (%s) are stored with cloudpickle; "
+            "%s stores them as Parquet",
+            kind,
+            parquet.EXTRA,
+        )
+    return False
 
 
 def get_serializer(name: str) -> Serializer:
+    """The serializer recorded as ``name`` on an artifact row."""
     try:
         return SERIALIZERS[name]
     except KeyError:

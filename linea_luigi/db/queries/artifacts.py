@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import platform
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -49,26 +50,18 @@ LATEST_BY_KEYS = select(ARTIFACTS).join(
 )
 
 
-def new_row(
-    name: str,
-    location: str,
-    serializer: str,
-    size_bytes: int,
-    digest: str,
-    task: TaskInfo | None,
-) -> dict[str, Any]:
+def new_row(name: str, value: Mapping[str, Any], task: TaskInfo | None) -> dict[str, Any]:
     """The columns of a new version of ``name`` whose value is written, created now.
 
-    All but ``id`` and ``version``: the version is allocated in the
-    transaction that inserts the row (``INSERT_ARTIFACT``).
+    ``value``: the value's own columns (``location``, ``serializer``,
+    ``size_bytes``, ``digest``, ``value_type``, ``libraries``). All but ``id``
+    and ``version``: the version is allocated in the transaction that inserts
+    the row (``INSERT_ARTIFACT``).
     """
     return {
         "name": name,
         "created_at": datetime.now(timezone.utc),
-        "location": location,
-        "serializer": serializer,
-        "size_bytes": size_bytes,
-        "digest": digest,
+        **value,
         "python_version": _PYTHON_VERSION,
         "task_family": task.family if task else None,
         "task_id": task.task_id if task else None,
