@@ -274,6 +274,7 @@ def test_example_documents_every_key() -> None:
             "storage_options",
             "checksum",
             "lock_timeout",
+            "serializer",
         )
     }
     assert read_by_linea_luigi <= documented

@@ -17,6 +17,9 @@ from ..errors import ArtifactStoreError
 from ..settings import Settings, explain
 from ..settings.urls import mask_secrets, mask_url
 from ..storage import ValueStorage, layout
+from ..values.libraries import version_of
+from ..values.parquet import EXTRA
+from ..values.parquet import available as parquet_available
 from .app import Options, main, one_line
 
 #: one doctor check: whether it passed, and its line
@@ -48,6 +51,7 @@ def doctor(ctx: click.Context) -> None:
         "storage_options": f"keys {sorted(settings.storage_options)}",
         "checksum": settings.checksum,
         "lock_timeout": f"{settings.lock_timeout:g} s",
+        "serializer": f"{settings.serializer} ({formats()})",
     }
     for key, value in shown.items():
         click.echo(f"{key:<21} {value}  ({origins[key]})")
@@ -56,6 +60,14 @@ def doctor(ctx: click.Context) -> None:
         click.echo(f"{'✓' if ok else '✗'} {line}")
     if not all(ok for ok, _ in checks):
         ctx.exit(1)
+
+
+def formats() -> str:
+    """Whether data frames can be stored as Parquet here (pyarrow is an extra)."""
+    version = version_of("pyarrow") if parquet_available() else None
+    if version is None:
+        return f"no pyarrow: data frames are pickled; {EXTRA} stores them as Parquet"
+    return f"pyarrow {version}: data frames as Parquet, arrays as .npy"
 
 
 def check_database(settings: Settings) -> Check:

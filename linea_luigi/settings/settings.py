@@ -64,6 +64,12 @@ class Settings:
                 f"Unknown checksum {self.checksum!r}; choose one of {', '.join(DIGEST_ALGORITHMS)} "
                 f"([{SECTION}] checksum or options.set('checksum', ...))."
             )
+        check_serializer(
+            self.serializer,
+            f"The serializer setting ([{SECTION}] serializer, options.set('serializer', ...) "
+            "or ArtifactStore(serializer=...))",
+            ConfigError,
+        )
 
     @classmethod
     def create(
