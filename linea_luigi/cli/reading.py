@@ -8,17 +8,20 @@ numpy: it uses it only if the loaded value already did.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import pickle
 import reprlib
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import click
 
-from ..errors import SerializationError, StorageError
+from ..errors import InvalidArgumentError, SerializationError, StorageError
 from ..model import Artifact, human_size
 from ..store import ArtifactStore
-from ..values import progress
+from ..values import libraries, progress
 from ..web import documents
 from . import render
 from .app import Options, main
@@ -78,15 +81,16 @@ def versions(ctx: click.Context, name: str, as_json: bool) -> None:
 @_JSON
 @click.pass_context
 def show(ctx: click.Context, spec: str, as_json: bool) -> None:
-    """Everything recorded about one version: storage, task, lineage, runs."""
+    """Everything recorded about one version: storage, task, lineage, runs, a preview."""
     store = Options.of(ctx).store()
     a = _get(store, spec)
     up = store.upstream(a.name, a.version)
     down = store.downstream(a.name, a.version)
     runs = store.task_runs(a.name, a.version)
+    preview = store.preview(a)
     if as_json:
         aliases = sorted(k for k, v in store.aliases(a.name).items() if v == a.version)
-        doc = documents.detail_json(a, up, down, runs, aliases)
+        doc = documents.detail_json(a, up, down, runs, aliases, preview)
         render.stream_json_array([doc], _out)
         click.echo()
         return
@@ -97,7 +101,9 @@ def show(ctx: click.Context, spec: str, as_json: bool) -> None:
         ("location", a.uri),
         ("size", f"{human_size(a.size_bytes)} ({a.size_bytes} bytes)"),
         ("digest", a.digest),
+        ("value type", a.value_type or "- (saved before value types were recorded)"),
         ("serializer", a.serializer),
+        ("libraries", documents.libraries_text(a.libraries)),
         ("python", a.python_version),
         ("task family", a.task_family or "-"),
         ("task_id", a.task_id or "-"),
@@ -117,6 +123,7 @@ def show(ctx: click.Context, spec: str, as_json: bool) -> None:
             for r in runs
         ],
     )
+    _section("preview", list(render.preview_lines(preview)))
 
 
 def _section(title: str, lines: list[str]) -> None:
@@ -125,34 +132,78 @@ def _section(title: str, lines: list[str]) -> None:
         click.echo(f"  {line}")
 
 
+#: serializers whose stored file ``get -o`` writes as it is: (extension, what it is)
+STORED_FILES = {"parquet": (".parquet", "a Parquet file"), "npy": (".npy", "a numpy .npy file")}
+#: extensions that promise a format: ``get -o`` refuses to write another format under them
+CHECKED_EXTENSIONS = (".parquet", ".npy", ".pkl")
+
+
 @main.command()
 @click.argument("spec", metavar="NAME[:VERSION]")
 @click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, writable=True),
-    help="Write the value to FILE: bytes/str raw, numpy arrays as .npy, anything else pickled.",
+    help="Write the value to FILE: Parquet and .npy artifacts as their stored file (verified "
+    "first), bytes/str raw, numpy arrays as .npy, anything else pickled.",
 )
 @click.pass_context
 def get(ctx: click.Context, spec: str, output: str | None) -> None:
     """Load a value: print a short repr, or write it to a file with -o."""
     store = Options.of(ctx).store()
     a = _get(store, spec)
-    progress.force(sys.stderr.isatty())  # a bar for a person at a terminal, none in pipes
+    stored = STORED_FILES.get(a.serializer)
+    if output is not None and stored is not None:
+        _check_extension(output, a, a.value_type or "value", *stored)
+        with _progress():
+            data: bytes | memoryview = store.read_bytes(a)  # size and digest verified
+        kind = f"{stored[1]} as stored"
+    else:
+        with _progress():
+            value = store.load_artifact(a)
+        if output is None:
+            click.echo(_bounded_repr(value))
+            return
+        data, fits, kind = _encode(value)
+        _check_extension(output, a, _type_name(a, value), fits, kind)
+    _write(output, data)
+    click.echo(f"wrote {a.name}:{a.version} to {output} ({kind}, {human_size(len(data))})")
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[None]:
+    """A progress bar for a person at a terminal, none in pipes."""
+    progress.force(sys.stderr.isatty())
     try:
-        value = store.load_artifact(a)
+        yield
     finally:
         progress.force(None)
-    if output is None:
-        click.echo(_bounded_repr(value))
-        return
-    data, kind = _encode(value)
+
+
+def _type_name(a: Artifact, value: object) -> str:
+    return a.value_type or libraries.value_type(value)
+
+
+def _check_extension(output: str, a: Artifact, value_type: str, fits: str, kind: str) -> None:
+    """Refuse ``output`` when its extension promises another format than ``kind``."""
+    extension = os.path.splitext(output)[1].lower()
+    if extension in CHECKED_EXTENSIONS and extension != fits:
+        raise InvalidArgumentError(
+            f"Will not write {a.name}:{a.version} to {output}: the value ({value_type}) is "
+            f"written as {kind}, which fits the extension {fits}, not {extension}. "
+            f"Name the file with {fits} (e.g. -o {a.name}{fits})."
+        )
+
+
+def _write(output: str, data: bytes | memoryview) -> None:
+    """``data`` into ``output``; a file left half written is removed."""
     try:
         with open(output, "wb") as handle:
             handle.write(data)
     except OSError as err:
+        with contextlib.suppress(OSError):
+            os.remove(output)
         raise StorageError(f"Could not write {output}: {err.strerror or err}.") from err
-    click.echo(f"wrote {a.name}:{a.version} to {output} ({kind}, {human_size(len(data))})")
 
 
 def _bounded_repr(value: object) -> str:
@@ -168,21 +219,19 @@ def _bounded_repr(value: object) -> str:
     return text if len(text) <= REPR_LIMIT else text[: REPR_LIMIT - 1] + "…"
 
 
-def _encode(value: object) -> tuple[bytes, str]:
-    """The file bytes for a value, and what format they are in."""
+def _encode(value: object) -> tuple[bytes, str, str]:
+    """The file bytes for a value, the extension they fit, and what format they are in."""
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value), "raw bytes"
+        return bytes(value), ".bin", "raw bytes"
     if isinstance(value, str):
-        return value.encode("utf-8"), "UTF-8 text"
+        return value.encode("utf-8"), ".txt", "UTF-8 text"
     numpy = sys.modules.get("numpy")  # loaded if the value holds arrays; never imported here
-    if numpy is not None and isinstance(value, numpy.ndarray):
-        import io
-
+    if numpy is not None and isinstance(value, numpy.ndarray) and not value.dtype.hasobject:
         buffer = io.BytesIO()
         numpy.save(buffer, value, allow_pickle=False)
-        return buffer.getvalue(), "numpy .npy"
+        return buffer.getvalue(), ".npy", "numpy .npy"
     try:
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), "pickle"
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), ".pkl", "pickle"
     except Exception as err:
         raise SerializationError(
             f"The value ({type(value).__name__}) cannot be written as a plain pickle: {err}. "

@@ -2,7 +2,9 @@
 
 Kept apart from the commands so they read as "ask the store, hand the records
 to a renderer", and so rendering is testable without click. Listings are
-streamed: a store with 100k names is never held in memory at once.
+streamed: a store with 100k names is never held in memory at once. Text from
+inside a value (a preview's cells) is made printable first: a cell must not
+be able to send escape sequences to the user's terminal.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from ..web.documents import short_time
 WIDTH_SAMPLE = 500
 
 TABLE_COLUMNS = ("NAME", "VERSION", "CREATED", "SIZE", "TASK")
+#: widest preview cell in a terminal (``show --json`` carries up to 200 characters)
+PREVIEW_CELL = 32
 
 
 def table_row(a: Artifact) -> tuple[str, ...]:
@@ -103,3 +107,49 @@ def draw_tree(
     seen.add((root.name, root.version))
     yield label(root)
     yield from walk(root, "", 0)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (escape sequences, newlines) written as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _cell(text: str) -> str:
+    text = printable(text)
+    return text if len(text) <= PREVIEW_CELL else text[: PREVIEW_CELL - 1] + "…"
+
+
+def preview_lines(doc: dict[str, Any]) -> Iterator[str]:
+    """The lines ``show`` prints for a preview document (``values.preview``)."""
+    kind = doc.get("kind")
+    if kind == "parquet":
+        yield from _parquet_lines(doc)
+    elif kind == "npy":
+        order = "Fortran order" if doc["fortran_order"] else "C order"
+        shape = " x ".join(str(n) for n in doc["shape"]) or "0-d"
+        yield f"numpy array: dtype {printable(doc['dtype'])}, shape {shape}, {order}"
+        if doc.get("note"):
+            yield printable(doc["note"])
+    else:
+        yield printable(str(doc.get("note") or "no preview"))
+
+
+def _parquet_lines(doc: dict[str, Any]) -> Iterator[str]:
+    rows, total = doc["rows"], doc["columns_total"]
+    yield f"{rows} row{'s' if rows != 1 else ''} x {total} column{'s' if total != 1 else ''}"
+    yield "columns:"
+    for column in doc["columns"]:
+        yield f"  {printable(column['name'])}: {printable(column['type'])}"
+    head = doc["head"]
+    if head:
+        yield "first rows:"
+        header = [_cell(c["name"]) for c in doc["columns"]]
+        lines: list[str] = []
+        stream_table(([_cell(v) for v in row] for row in head), header, lines.append)
+        yield from (f"  {line}" for line in lines)
+        if any(len(printable(v)) > PREVIEW_CELL for row in head for v in row):
+            yield f"note: cells cut to {PREVIEW_CELL} characters here (show --json has more)"
+    for note in doc["truncated"]:
+        yield f"note: {printable(note)}"

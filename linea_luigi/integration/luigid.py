@@ -135,7 +135,8 @@ def build_catalog(scheduler: Any) -> web.Catalog:
 
     history = getattr(scheduler, "_task_history", None)
     history_url = history.url if isinstance(history, DbTaskHistory) else None
-    return web.Catalog(resolve_settings().database_url, history_url)
+    settings = resolve_settings()  # storage_options: how previews reach the recorded storage
+    return web.Catalog(settings.database_url, history_url, settings.storage_options or None)
 
 
 def build_scheduler() -> Any:

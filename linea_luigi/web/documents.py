@@ -6,7 +6,7 @@ cannot drift apart: stable keys, ISO 8601 UTC times.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,13 @@ def short_time(moment: datetime) -> str:
     return as_utc(moment).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def libraries_text(libraries: Mapping[str, str] | None) -> str:
+    """``pandas 3.1.1, pyarrow 26.0.1, python 3.11.7``: what wrote a value, by name."""
+    if not libraries:
+        return "-"
+    return ", ".join(f"{name} {libraries[name]}" for name in sorted(libraries))
+
+
 def artifact_json(a: Artifact) -> dict[str, Any]:
     """The JSON object of one artifact (stable keys, ISO 8601 UTC times)."""
     return {
@@ -39,6 +46,8 @@ def artifact_json(a: Artifact) -> dict[str, Any]:
         "params": dict(a.params) if a.params is not None else None,
         "uri": a.uri,
         "serializer": a.serializer,
+        "value_type": a.value_type,
+        "libraries": dict(a.libraries) if a.libraries is not None else None,
         "python_version": a.python_version,
     }
 
@@ -49,8 +58,12 @@ def detail_json(
     downstream: Iterable[Artifact],
     runs: Iterable[TaskRun],
     aliases: Iterable[str],
+    preview: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One version with its lineage, aliases and task runs (``show --json``, the browser API)."""
+    """One version with its lineage, aliases, task runs and preview (``show --json``, the API).
+
+    ``preview`` is ``values.preview``'s document (None: not asked for).
+    """
     doc = artifact_json(a)
     doc["upstream"] = [{"name": u.name, "version": u.version} for u in upstream]
     doc["downstream"] = [{"name": d.name, "version": d.version} for d in downstream]
@@ -67,4 +80,5 @@ def detail_json(
         }
         for r in runs
     ]
+    doc["preview"] = preview
     return doc

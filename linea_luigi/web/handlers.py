@@ -1,8 +1,9 @@
 """Tornado handlers: HTML pages under ``/artifacts`` and JSON under ``/api/artifacts``.
 
 Every handler answers GET only (tornado answers 405 to anything else). The
-database is read on a small thread pool, so a slow query never stalls the
-scheduler's own RPCs on the IOLoop. Errors map to statuses: unknown name or
+database (and the storage, for a value's preview) is read on a small thread
+pool, so a slow query or a slow bucket never stalls the scheduler's own RPCs
+on the IOLoop. Errors map to statuses: unknown name or
 version 404, bad query argument 400, a database that cannot answer 503 with
 its URL masked. Responses carry a Content-Security-Policy that allows no
 script at all, so even a missed escape could not run one.
@@ -26,7 +27,7 @@ from ..model import human_size
 from ..names import MAX_VERSION, parse_count
 from ..settings.urls import mask_secrets
 from . import graph
-from .documents import artifact_json, detail_json, iso_utc, short_time
+from .documents import artifact_json, detail_json, iso_utc, libraries_text, short_time
 from .reader import Catalog, Detail, Page, check_limit, name_filter
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class _Handler(tornado.web.RequestHandler):
             history_url=self.history_url,
             family_url=lambda family: "/artifacts?" + urlencode({"family": family}),
             visualiser_url=visualiser_url,
+            libraries_text=libraries_text,
         )
         return ns
 
@@ -301,4 +303,5 @@ class VersionApi(_Version):
 
     async def respond(self, name: str, version: str) -> None:
         d = await self.detail(name, version, 0)  # the API has no drawing
-        self.write_json(detail_json(d.artifact, d.upstream, d.downstream, d.runs or [], d.aliases))
+        doc = detail_json(d.artifact, d.upstream, d.downstream, d.runs or [], d.aliases, d.preview)
+        self.write_json(doc)

@@ -4,7 +4,9 @@ The store the browser reads through is bound to the storage root *recorded in
 the database*, not to the scheduler's own ``[artifact_store]`` settings: a
 ``luigid`` host rarely configures the workers' storage, and a store built
 from its defaults would try to bind an empty database to the wrong root.
-Nothing here loads a value; only metadata rows are read.
+Nothing here loads a value: metadata rows are read, and a value's preview
+comes from ``ArtifactStore.preview`` (a Parquet footer and first rows, an
+``.npy`` header; pickles are never opened).
 
 Listing pages are keyset-paged (``after`` / ``before`` a name) and fetched in
 one query each, one row more than shown to know whether another page follows.
@@ -60,6 +62,8 @@ class Detail:
     #: None when the scheduler records no task history
     runs: list[TaskRun] | None
     lineage: graph.Layout
+    #: what the value holds, without running it (``values.preview``'s document)
+    preview: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -81,10 +85,17 @@ def check_limit(raw: str | None) -> int:
 class Catalog:
     """The artifact database as the browser sees it (one per server, thread-safe)."""
 
-    def __init__(self, db_url: URL, history_url: URL | None) -> None:
+    def __init__(
+        self,
+        db_url: URL,
+        history_url: URL | None,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
         self.db_url = db_url
         #: where the scheduler records task history; None when it records none
         self.history_url = history_url
+        #: how previews reach the recorded storage (e.g. an S3 endpoint); none: the defaults
+        self.storage_options = storage_options
         self._store: ArtifactStore | None = None
         self._lock = threading.Lock()
 
@@ -101,7 +112,7 @@ class Catalog:
             return None
         with self._lock:
             if self._store is None:
-                self._store = ArtifactStore(self.db_url, found.storage_root)
+                self._store = ArtifactStore(self.db_url, found.storage_root, self.storage_options)
             return self._store
 
     def _rows(self, q: Select[Any], doing: str) -> list[Artifact]:
@@ -187,6 +198,7 @@ class Catalog:
             aliases=sorted(alias for alias, v in known.items() if v == a.version),
             runs=self.runs(a.task_id),
             lineage=layout,
+            preview=store.preview(a),
         )
 
     def runs(self, task_id: str | None) -> list[TaskRun] | None:
