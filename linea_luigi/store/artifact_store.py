@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict
 from functools import partial
 from types import SimpleNamespace
 from typing import Any, TypeVar
@@ -153,7 +152,7 @@ class ArtifactStore:
         wanted = self.settings.serializer if serializer is None else serializer
         written = value_io.write(self.values, value, name, self.settings.checksum, wanted)
         location = written.location
-        row = new_row(name, asdict(written), task)
+        row = new_row(name, written.columns(), task)
 
         def publish(tx: executor.Executor) -> None:
             row["version"] = allocate_version(tx, dialect, name)

@@ -41,6 +41,10 @@ class Written:
     value_type: str
     libraries: dict[str, str]
 
+    def columns(self) -> dict[str, Any]:
+        """The row's columns for this value (a flat copy: ``asdict`` would copy deeply)."""
+        return dict(self.__dict__)
+
 
 def write(values: ValueStorage, value: Any, name: str, checksum: str, serializer: str) -> Written:
     """Serialize ``value`` (of artifact ``name``) with ``serializer`` (or ``auto``)."""
