@@ -275,6 +275,10 @@ def test_example_documents_every_key() -> None:
             "checksum",
             "lock_timeout",
             "serializer",
+            "cache_dir",
+            "cache_max_bytes",
+            "task_lock",
+            "task_lock_timeout",
         )
     }
     assert read_by_linea_luigi <= documented

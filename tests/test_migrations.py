@@ -25,8 +25,8 @@ import sqlalchemy as sa
 from alembic import command
 
 import linea_luigi as ll
-import linea_luigi.store.artifact_store as artifact_store_module
 import linea_luigi.store.records as store_module
+import linea_luigi.store.saving as saving_module
 from linea_luigi.db import setup
 from linea_luigi.db.engine import dispose_all, get_engine, transaction
 from linea_luigi.db.migrations import BASELINE, HEAD, LOCATION, VERSION_TABLE, runner
@@ -346,7 +346,7 @@ def test_a_database_at_an_earlier_revision_is_upgraded(
     # data written while the database was at ``revision`` (every revision has the ll_ tables),
     # in the columns it had
     monkeypatch.setattr(store_module, "ensure_ready", lambda url, root, engine=None: None)
-    monkeypatch.setattr(artifact_store_module, "INSERT_ARTIFACT", insert_of(db_url))
+    monkeypatch.setattr(saving_module, "INSERT_ARTIFACT", insert_of(db_url))
     saved = ll.ArtifactStore(db_url, str(storage_dir)).save({"kept": True}, "thing")
     before = artifact_rows(db_url)
     monkeypatch.setattr(store_module, "ensure_ready", setup.ensure_ready)

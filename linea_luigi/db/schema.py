@@ -68,6 +68,8 @@ class ArtifactRow(Base):
         # serves "does an artifact with this identity exist" (ArtifactTarget.exists)
         Index("ix_ll_artifacts_identity", "identity_key", "name", "version"),
         Index("ix_ll_artifacts_location", "location"),
+        # serves "is this value stored already" (a save reuses an identical object)
+        Index("ix_ll_artifacts_digest", "digest"),
     )
 
 
@@ -122,6 +124,24 @@ class AliasRow(Base):
     __table_args__ = (Index("ix_ll_aliases_version", "name", "version"),)
 
 
+class TaskLockRow(Base):
+    """Who runs the task with identity ``key`` now (``integration.task_lock``).
+
+    On SQLite the row *is* the lock: a lease until ``expires_at``, renewed by
+    its holder, taken over by another process once it has expired. On
+    PostgreSQL the lock is an advisory lock, and the row only says who holds it.
+    """
+
+    __tablename__ = "ll_task_locks"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: ``"<host> pid <pid>"`` plus a token unique to the holding lock object
+    holder: Mapped[str] = mapped_column(String(255))
+    task_id: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 metadata = Base.metadata
 
 #: Core tables, for the hot paths that need no ORM unit of work
@@ -129,3 +149,4 @@ ARTIFACTS = cast(Table, ArtifactRow.__table__)
 LINEAGE = cast(Table, LineageRow.__table__)
 VERSION_COUNTERS = cast(Table, VersionCounterRow.__table__)
 ALIASES = cast(Table, AliasRow.__table__)
+TASK_LOCKS = cast(Table, TaskLockRow.__table__)

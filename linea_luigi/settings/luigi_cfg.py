@@ -27,6 +27,10 @@ SECTION_KEYS = (
     "checksum",
     "lock_timeout",
     "serializer",
+    "cache_dir",
+    "cache_max_bytes",
+    "task_lock",
+    "task_lock_timeout",
 )
 
 
@@ -67,6 +71,10 @@ def _artifact_store_config() -> dict[str, Any]:
         "checksum": inst.checksum,
         "lock_timeout": inst.lock_timeout,
         "serializer": inst.serializer,
+        "cache_dir": inst.cache_dir,
+        "cache_max_bytes": inst.cache_max_bytes,
+        "task_lock": inst.task_lock,
+        "task_lock_timeout": inst.task_lock_timeout,
     }
 
 
@@ -110,6 +118,19 @@ def config_class() -> Any:
             serializer = luigi.OptionalParameter(
                 default=None,
                 description="How values are stored: auto (default), parquet, npy or cloudpickle",
+            )
+            cache_dir = luigi.OptionalParameter(
+                default=None,
+                description="Local cache of remote values: auto (default), none, or a folder",
+            )
+            cache_max_bytes = luigi.OptionalParameter(
+                default=None, description="Cap of the local cache, e.g. 10GiB"
+            )
+            task_lock = luigi.OptionalParameter(
+                default=None, description="Run each mixin task under a database lock (true)"
+            )
+            task_lock_timeout = luigi.OptionalParameter(
+                default=None, description="Seconds a task waits for that lock (none: no limit)"
             )
 
         _CONFIG_CLASS = artifact_store

@@ -20,6 +20,10 @@ _KEYS = {
     "checksum": "checksum",
     "lock_timeout": "lock_timeout",
     "serializer": "serializer",
+    "cache_dir": "cache_dir",
+    "cache_max_bytes": "cache_max_bytes",
+    "task_lock": "task_lock",
+    "task_lock_timeout": "task_lock_timeout",
 }
 
 

@@ -40,6 +40,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from ..errors import ConfigError
@@ -120,6 +121,16 @@ def _resolve() -> Settings:
 
 
 _Lookup = tuple[str, Callable[[], Any]]
+#: settings read from options, then ``[artifact_store]``, then their defaults
+_PLAIN_KEYS = (
+    "checksum",
+    "lock_timeout",
+    "serializer",
+    "cache_dir",
+    "cache_max_bytes",
+    "task_lock",
+    "task_lock_timeout",
+)
 
 
 def _first_hit(*lookups: _Lookup) -> tuple[Any, str]:
@@ -160,27 +171,18 @@ def _resolve_explained() -> tuple[Settings, dict[str, str]]:
         db = f"sqlite:///{home / 'db.sqlite'}"
     if not storage_dir:
         storage_dir = str(home / "artifacts")
-    checksum, checksum_from = _first_hit(
-        ("options.set('checksum')", lambda: options.get("checksum")),
-        _cfg(SECTION, "checksum"),
-    )
-    lock_timeout, lock_timeout_from = _first_hit(
-        ("options.set('lock_timeout')", lambda: options.get("lock_timeout")),
-        _cfg(SECTION, "lock_timeout"),
-    )
-    serializer, serializer_from = _first_hit(
-        ("options.set('serializer')", lambda: options.get("serializer")),
-        _cfg(SECTION, "serializer"),
-    )
-    settings = Settings.create(db, storage_dir, storage_options, checksum, lock_timeout, serializer)
-    return settings, {
+    extra: dict[str, Any] = {}
+    origins = {
         "database_url": db_from,
         "artifact_storage_dir": dir_from,
         "storage_options": opts_from,
-        "checksum": checksum_from,
-        "lock_timeout": lock_timeout_from,
-        "serializer": serializer_from,
     }
+    for key in _PLAIN_KEYS:
+        extra[key], origins[key] = _first_hit(
+            (f"options.set({key!r})", partial(options.get, key)), _cfg(SECTION, key)
+        )
+    settings = Settings.create(db, storage_dir, storage_options, **extra)
+    return settings, origins
 
 
 def explain() -> tuple[Settings, dict[str, str]]:

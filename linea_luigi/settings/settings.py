@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from ..errors import ConfigError
+from .parsing import CACHE_AUTO, parse_bytes, parse_cache_dir, parse_seconds, parse_switch
 from .urls import mask_url, parse_db_url
 
 BLAKE3 = "blake3"
@@ -55,6 +56,14 @@ class Settings:
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S
     #: how new values are written: ``auto`` (by the value's type) or a serializer's name
     serializer: str = AUTO
+    #: local cache of remote values: ``auto`` (on for remote storage), ``none``, or a folder
+    cache_dir: str = CACHE_AUTO
+    #: cap of the cache in bytes; None: the smaller of 10 GiB and 10 % of the free space
+    cache_max_bytes: int | None = None
+    #: whether ``ArtifactTaskMixin`` runs a task under a database lock on its identity key
+    task_lock: bool = True
+    #: seconds a task waits for that lock; None: as long as the holder lives
+    task_lock_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if not str(self.storage_dir).strip():
@@ -80,8 +89,13 @@ class Settings:
         checksum: str | None = None,
         lock_timeout: float | str | None = None,
         serializer: str | None = None,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_max_bytes: int | str | None = None,
+        task_lock: bool | str | None = None,
+        task_lock_timeout: float | str | None = None,
     ) -> Settings:
-        """Build settings from raw values, normalising the URL."""
+        """Build settings from raw values (or their luigi.cfg text), normalising each."""
         if not isinstance(storage_dir, (str, os.PathLike)):
             raise ConfigError(
                 "artifact_storage_dir must be a path or fsspec URL, got "
@@ -103,6 +117,10 @@ class Settings:
             (checksum or DEFAULT_DIGEST).strip().lower(),
             parse_lock_timeout(lock_timeout),
             (serializer or AUTO).strip().lower(),
+            parse_cache_dir(cache_dir),
+            parse_bytes(cache_max_bytes, "cache_max_bytes"),
+            parse_switch(task_lock, "task_lock", True),
+            parse_seconds(task_lock_timeout, "task_lock_timeout", MAX_LOCK_TIMEOUT_S * 365),
         )
 
     def cache_key(self) -> tuple[str, ...]:
@@ -114,6 +132,10 @@ class Settings:
             self.checksum,
             repr(self.lock_timeout),
             self.serializer,
+            self.cache_dir,
+            repr(self.cache_max_bytes),
+            repr(self.task_lock),
+            repr(self.task_lock_timeout),
         )
 
     def __repr__(self) -> str:
@@ -122,7 +144,9 @@ class Settings:
             f"Settings(database_url={mask_url(self.database_url)!r}, "
             f"storage_dir={mask_url(self.storage_dir)!r}, storage_options keys={opts}, "
             f"checksum={self.checksum!r}, lock_timeout={self.lock_timeout!r}, "
-            f"serializer={self.serializer!r})"
+            f"serializer={self.serializer!r}, cache_dir={self.cache_dir!r}, "
+            f"cache_max_bytes={self.cache_max_bytes!r}, task_lock={self.task_lock!r}, "
+            f"task_lock_timeout={self.task_lock_timeout!r})"
         )
 
 
@@ -135,15 +159,5 @@ def check_serializer(name: object, what: str, error: type[Exception]) -> str:
 
 def parse_lock_timeout(value: float | str | None) -> float:
     """Seconds from a number or its text; None is the default. Out of range: ``ConfigError``."""
-    if value is None:
-        return DEFAULT_LOCK_TIMEOUT_S
-    problem = f"lock_timeout must be a number of seconds above 0 and at most {MAX_LOCK_TIMEOUT_S:g}"
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(f"{problem}, got {type(value).__name__}.")
-    try:
-        seconds = float(value.strip() if isinstance(value, str) else value)
-    except (ValueError, OverflowError):
-        raise ConfigError(f"{problem}, got {str(value)[:40]!r}.") from None
-    if not 0 < seconds <= MAX_LOCK_TIMEOUT_S:  # NaN fails this too
-        raise ConfigError(f"{problem}, got {str(value)[:40]!r}.")
-    return seconds
+    seconds = parse_seconds(value, "lock_timeout", MAX_LOCK_TIMEOUT_S)
+    return DEFAULT_LOCK_TIMEOUT_S if seconds is None else seconds

@@ -2,8 +2,9 @@
 
 The store joins the pieces and owns the order of operations that keeps data
 safe: a value is completely written and hashed *before* its row is committed
-(so a crash leaves at worst an unreferenced file, never a row without a value),
-and rows are deleted *before* their values. The store never imports Luigi.
+(``saving``: a crash leaves at worst an unreferenced file, never a row without
+a value), and rows are deleted *before* their values. The store never imports
+Luigi.
 
 Every database access is SQLAlchemy Core with statements built once per
 process (``db.queries``): a Luigi pipeline calls ``exists``, ``get`` and
@@ -16,31 +17,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
-from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
-from ..db import executor
 from ..db.queries import aliases, lineage
 from ..db.queries.artifacts import (
-    INSERT_ARTIFACT,
     LATEST_VERSION,
     find,
     find_id,
     latest_per_name,
     located,
     lookup_params,
-    new_row,
     probe,
     versions_of,
     with_params_of,
 )
 from ..db.queries.history import artifacts_of_run_query, runs_of_task
 from ..db.queries.removal import delete_rows
-from ..db.queries.versions import allocate_version
 from ..errors import (
-    CommitOutcomeUnknownError,
     InvalidArgumentError,
     StorageError,
 )
@@ -57,7 +52,7 @@ from ..names import (
 from ..settings import Settings, resolve_settings
 from ..settings.urls import mask_url
 from ..storage import ValueStorage
-from . import alias_ops, messages, value_io
+from . import alias_ops, messages, saving, value_io
 from .gc import Duration, collect, remove_values
 from .params import matchers, matches
 from .records import Records
@@ -86,14 +81,31 @@ class ArtifactStore:
         checksum: str | None = None,
         lock_timeout: float | None = None,
         serializer: str | None = None,
+        cache_dir: str | None = None,
+        cache_max_bytes: int | str | None = None,
+        task_lock: bool | None = None,
+        task_lock_timeout: float | None = None,
     ) -> None:
-        self.settings = Settings.create(
-            db_url, storage_dir, storage_options, checksum, lock_timeout, serializer
+        settings = Settings.create(
+            db_url,
+            storage_dir,
+            storage_options,
+            checksum,
+            lock_timeout,
+            serializer,
+            cache_dir=cache_dir,
+            cache_max_bytes=cache_max_bytes,
+            task_lock=task_lock,
+            task_lock_timeout=task_lock_timeout,
         )
+        self._bind(settings)
+
+    def _bind(self, settings: Settings) -> None:
+        self.settings = settings
         #: where the values live (``storage.ValueStorage``)
-        self.values = ValueStorage(self.settings.storage_dir, self.settings.storage_options)
+        self.values = ValueStorage(settings.storage_dir, settings.storage_options)
         #: the database side: engine, transactions, rows as ``Artifact`` (``store.records``)
-        self.records = Records(self.settings, self.values, self)
+        self.records = Records(settings, self.values, self)
 
     @classmethod
     def from_config(cls) -> ArtifactStore:
@@ -103,14 +115,9 @@ class ArtifactStore:
     @classmethod
     def from_settings(cls, s: Settings) -> ArtifactStore:
         """A store on resolved ``Settings`` (the one place settings become a store)."""
-        return cls(
-            s.database_url,
-            s.storage_dir,
-            s.storage_options,
-            checksum=s.checksum,
-            lock_timeout=s.lock_timeout,
-            serializer=s.serializer,
-        )
+        store = cls.__new__(cls)
+        store._bind(s)
+        return store
 
     def __getstate__(self) -> dict[str, Any]:
         return {"settings": self.settings, "values": self.values}
@@ -144,37 +151,16 @@ class ArtifactStore:
         (Parquet for data frames, ``.npy`` for arrays, cloudpickle for the rest),
         a serializer's name to force one, or None for the store's setting.
         """
-        name = check_name(name)
-        parents = lineage.parents(upstream)
-        records = self.records
-        engine = records.engine()  # a wrong database fails before any write
-        dialect = engine.dialect.name
-        wanted = self.settings.serializer if serializer is None else serializer
-        written = value_io.write(self.values, value, name, self.settings.checksum, wanted)
-        location = written.location
-        row = new_row(name, written.columns(), task)
-
-        def publish(tx: executor.Executor) -> None:
-            row["version"] = allocate_version(tx, dialect, name)
-            child_id = tx.scalar(INSERT_ARTIFACT, row)
-            if parents:
-                lineage.link(tx, child_id, parents, name)
-
-        try:
-            executor.run(
-                records.url, engine, publish, write=True, doing=f"saving artifact {name!r}"
-            )
-        except CommitOutcomeUnknownError:
-            # the row may be committed: its value must stay (at worst an orphan)
-            log.warning("kept the value %s of a save whose commit was cut off", location)
-            raise
-        except BaseException:
-            value_io.discard(self.values, location)
-            raise
-        log.debug(
-            "saved %s v%d (%d bytes) at %s", name, row["version"], row["size_bytes"], location
+        return saving.save(
+            self.records,
+            self.values,
+            self.settings,
+            value,
+            check_name(name),
+            task,
+            upstream,
+            serializer,
         )
-        return records.artifact(SimpleNamespace(**row))
 
     def delete(self, name: str, version: int | str) -> int:
         """Delete one version, ``"latest"`` or ``"all"`` of ``name``, rows and values.

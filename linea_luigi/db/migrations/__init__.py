@@ -41,6 +41,6 @@ VERSION_TABLE = "linea_luigi_alembic_version"
 #: the first revision: the schema as ``metadata.create_all`` made it before migrations
 BASELINE = "0001_baseline"
 #: the newest revision this package knows (a test checks it against ``versions/``)
-HEAD = "0004_value_info"
+HEAD = "0005_shared_values"
 #: the folder Alembic reads ``env.py`` and ``versions/`` from
 LOCATION = Path(__file__).resolve().parent
