@@ -72,6 +72,12 @@ class ArtifactStore:
     ``records`` and ``values``: the layers' internal interface (``store.records``).
     """
 
+    settings: Settings
+    #: where the values live (``storage.ValueStorage``)
+    values: ValueStorage
+    #: the database side: engine, transactions, rows as ``Artifact`` (``store.records``)
+    records: Records
+
     def __init__(
         self,
         db_url: str | Any,
@@ -98,14 +104,7 @@ class ArtifactStore:
             task_lock=task_lock,
             task_lock_timeout=task_lock_timeout,
         )
-        self._bind(settings)
-
-    def _bind(self, settings: Settings) -> None:
-        self.settings = settings
-        #: where the values live (``storage.ValueStorage``)
-        self.values = ValueStorage(settings.storage_dir, settings.storage_options)
-        #: the database side: engine, transactions, rows as ``Artifact`` (``store.records``)
-        self.records = Records(settings, self.values, self)
+        _bind(self, settings)
 
     @classmethod
     def from_config(cls) -> ArtifactStore:
@@ -116,7 +115,7 @@ class ArtifactStore:
     def from_settings(cls, s: Settings) -> ArtifactStore:
         """A store on resolved ``Settings`` (the one place settings become a store)."""
         store = cls.__new__(cls)
-        store._bind(s)
+        _bind(store, s)
         return store
 
     def __getstate__(self) -> dict[str, Any]:
@@ -428,3 +427,10 @@ class ArtifactStore:
             lambda c: records.artifacts(c.execute(artifacts_of_run_query(c, run))),
             f"reading the artifacts of run {run.record_id}",
         )
+
+
+def _bind(store: ArtifactStore, settings: Settings) -> None:
+    """Give ``store`` its settings and the layers built from them (both constructors)."""
+    store.settings = settings
+    store.values = ValueStorage(settings.storage_dir, settings.storage_options)
+    store.records = Records(settings, store.values, store)
