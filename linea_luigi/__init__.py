@@ -21,6 +21,7 @@ from .errors import (
     SerializationError,
     StorageError,
     StoreMismatchError,
+    TaskLockTimeoutError,
 )
 from .integration import ArtifactTarget, ArtifactTaskMixin
 from .integration.history import DbTaskHistory
@@ -53,6 +54,7 @@ __all__ = [
     "StorageError",
     "StoreMismatchError",
     "TaskInfo",
+    "TaskLockTimeoutError",
     "TaskRun",
     "__version__",
     "artifact_store",

@@ -13,6 +13,7 @@ catch ``ArtifactStoreError`` and know they have seen everything::
      │    └── SchemaTooNewError      database was migrated by a newer linea_luigi
      ├── SerializationError          the value could not be pickled or unpickled
      ├── StorageError                the value storage (disk, S3) failed
+     ├── TaskLockTimeoutError        another process held a task's lock past task_lock_timeout
      └── DatabaseError               the metadata database failed or is unreachable
           ├── DatabaseLockedError        another process held a lock past lock_timeout
           └── CommitOutcomeUnknownError  the connection died during COMMIT
@@ -70,6 +71,14 @@ class SerializationError(ArtifactStoreError):
 
 class StorageError(ArtifactStoreError):
     """Reading, writing or deleting a value in the storage location failed."""
+
+
+class TaskLockTimeoutError(ArtifactStoreError):
+    """A task waited ``task_lock_timeout`` for its lock: another process is computing it.
+
+    Nothing ran. The message names the holder (host and process) and the
+    task; the fix is letting the holder finish, stopping it, or a longer wait.
+    """
 
 
 class DatabaseError(ArtifactStoreError):

@@ -76,9 +76,10 @@ def s3(
     sqlite_url: str, bucket: str, endpoint: str, luigi_cfg: Callable[[str], Path]
 ) -> Iterator[Env]:
     options = {"client_kwargs": {"endpoint_url": endpoint}}
-    luigi_cfg(f"[artifact_store]\nstorage_options = {json.dumps(options)}\n")
+    # no local cache: get must read the (planted) stored objects
+    luigi_cfg(f"[artifact_store]\nstorage_options = {json.dumps(options)}\ncache_dir = none\n")
     root = f"s3://{bucket}/get"
-    store = ll.ArtifactStore(sqlite_url, root, options)
+    store = ll.ArtifactStore(sqlite_url, root, options, cache_dir="none")
     client = s3_client(endpoint)
 
     def plant(a: ll.Artifact, data: bytes) -> None:

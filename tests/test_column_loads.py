@@ -186,13 +186,14 @@ def test_s3_column_load_transfers_a_fraction(
     bucket: str, endpoint: str, proxy: TcpProxy, sqlite_url: str
 ) -> None:
     root = f"s3://{bucket}/cols"
-    writer = ll.ArtifactStore(sqlite_url, root, {"client_kwargs": {"endpoint_url": endpoint}})
+    endpoint_options = {"client_kwargs": {"endpoint_url": endpoint}}
+    writer = ll.ArtifactStore(sqlite_url, root, endpoint_options, cache_dir="none")
     df = _wide(500_000)
     art = writer.save(df, "wide")
     assert art.uri.startswith(f"s3://{bucket}/") and art.uri.endswith(".parquet")
     assert art.size_bytes > 35 * 2**20
     proxied = {"client_kwargs": {"endpoint_url": f"http://127.0.0.1:{proxy.port}"}}
-    reader = ll.ArtifactStore(sqlite_url, root, proxied)
+    reader = ll.ArtifactStore(sqlite_url, root, proxied, cache_dir="none")
 
     before = proxy.relayed[DOWN]
     pdt.assert_frame_equal(reader.load("wide"), df)

@@ -81,7 +81,10 @@ def where(
     endpoint = request.getfixturevalue("endpoint")
     bucket = request.getfixturevalue("bucket")
     options = {"client_kwargs": {"endpoint_url": endpoint}}
-    store = ll.ArtifactStore(sqlite_url, f"s3://{bucket}/values", storage_options=options)
+    # no local cache: loads must read the tampered object (tests/test_cache.py covers the cache)
+    store = ll.ArtifactStore(
+        sqlite_url, f"s3://{bucket}/values", storage_options=options, cache_dir="none"
+    )
     return store, Files(options)
 
 

@@ -117,7 +117,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     store.save(pd.DataFrame({f"c{i:04d}": range(30) for i in range(2000)}), "wide")
     store.save(pd.DataFrame({f"s{i}": [chr(65 + i) * MB] * 21 for i in range(2)}), "long")
     store.save(Trap(mark), "trap")
-    damaged = store.save(frame(), "damaged")
+    damaged = store.save(frame().iloc[::-1], "damaged")  # its own file to damage
     path = storage / damaged.location
     path.write_bytes(b"\0" * damaged.size_bytes)  # same size, no Parquet left in it
     cfg = tmp / "luigi.cfg"
@@ -396,7 +396,8 @@ def test_an_s3_preview_transfers_a_small_part_of_a_large_frame(
     bucket: str, endpoint: str, proxy: TcpProxy, sqlite_url: str
 ) -> None:
     root = f"s3://{bucket}/preview"
-    writer = ll.ArtifactStore(sqlite_url, root, {"client_kwargs": {"endpoint_url": endpoint}})
+    endpoint_options = {"client_kwargs": {"endpoint_url": endpoint}}
+    writer = ll.ArtifactStore(sqlite_url, root, endpoint_options, cache_dir="none")
     rng = np.random.default_rng(7)
     rows = 1_700_000
     df = pd.DataFrame({f"f{i}": rng.random(rows) for i in range(4)})

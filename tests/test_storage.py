@@ -93,13 +93,14 @@ def test_200mb_array_round_trips(store: ll.ArtifactStore, storage_dir: Path) -> 
 
 
 def test_no_temp_files_after_successful_saves(store: ll.ArtifactStore, storage_dir: Path) -> None:
-    """Successful saves leave only final ``.pkl`` files."""
+    """Successful saves leave only final value files (arrays ``.npy``, the rest ``.pkl``)."""
     for i in range(5):
         store.save(np.full(100_000, i), "a")
         store.save(bytes(i * 1000), f"b{i}")
     files = _files(storage_dir)
     assert len(files) == 10
-    assert all(p.suffix == ".pkl" and ".tmp-" not in p.name for p in files)
+    assert sorted(p.suffix for p in files) == [".npy"] * 5 + [".pkl"] * 5
+    assert not any(".tmp-" in p.name for p in files)
 
 
 def test_delete_removes_only_the_deleted_values(store: ll.ArtifactStore, storage_dir: Path) -> None:

@@ -45,7 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _s3_store(db: str, root: str, endpoint: str, **options: Any) -> ll.ArtifactStore:
     opts = {"client_kwargs": {"endpoint_url": endpoint}, **options}
-    return ll.ArtifactStore(db_url=db, storage_dir=root, storage_options=opts)
+    # no local cache: every load must reach the storage whose failures are tested
+    return ll.ArtifactStore(db_url=db, storage_dir=root, storage_options=opts, cache_dir="none")
 
 
 def _whole(err: BaseException) -> str:

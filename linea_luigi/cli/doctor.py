@@ -21,6 +21,7 @@ from ..values.libraries import version_of
 from ..values.parquet import EXTRA
 from ..values.parquet import available as parquet_available
 from .app import Options, main, one_line
+from .cache import shown_settings as cache_settings
 
 #: one doctor check: whether it passed, and its line
 Check = tuple[bool, str]
@@ -52,6 +53,7 @@ def doctor(ctx: click.Context) -> None:
         "checksum": settings.checksum,
         "lock_timeout": f"{settings.lock_timeout:g} s",
         "serializer": f"{settings.serializer} ({formats()})",
+        **cache_settings(settings),
     }
     for key, value in shown.items():
         click.echo(f"{key:<21} {value}  ({origins[key]})")

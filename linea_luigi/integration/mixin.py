@@ -39,6 +39,11 @@ it (or set a class attribute ``artifact_store = ll.ArtifactStore(...)``) to
 send one task's artifacts elsewhere. Lineage is only recorded between
 artifacts of the same database.
 
+**Computed once**: ``run()`` runs under a lock on the identity key held in
+the metadata database (``task_lock``), so two pipelines sharing a task compute
+it once; the second waits, finds the outputs saved and skips ``run()``.
+``[artifact_store] task_lock = false`` turns it off.
+
 Dynamic dependencies (tasks yielded from ``run()``) are not part of the
 identity key or the lineage: Luigi only knows them while the task runs.
 """
@@ -61,6 +66,7 @@ from ..settings.settings import check_serializer
 from ..store import ArtifactStore
 from .identity import REQUIRES_MEMO, identity_key, luigi_params, requirements, task_params
 from .target import ArtifactTarget
+from .task_lock import HeldLock, hold, is_locked_run, locked_run
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +96,16 @@ class ArtifactTaskMixin:
     _ll_memoise_requires: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Refuse ``class T(luigi.Task, ArtifactTaskMixin)``: Luigi's methods would win.
+        """Refuse ``class T(luigi.Task, ArtifactTaskMixin)``; run ``run()`` under the task lock.
 
         With that base order ``output()`` is Luigi's empty default and the task
         silently never completes; failing at class definition says why.
+        ``run()`` is wrapped once (``task_lock.locked_run``, name and docstring kept).
         """
         super().__init_subclass__(**kwargs)
+        run = getattr(cls, "run", None)
+        if callable(run) and run is not luigi.Task.run and not is_locked_run(run):
+            cls.run = locked_run(run, cls._ll_run_guard)  # type: ignore[attr-defined]
         for attr in ("output", "complete"):
             owner = next(k for k in cls.__mro__ if attr in vars(k))
             if owner is luigi.Task:
@@ -150,6 +160,14 @@ class ArtifactTaskMixin:
                 params=task_params(task),
             )
         return info
+
+    def _ll_run_guard(self) -> HeldLock | None:
+        """The lock ``run()`` runs under, now held (``task_lock``; None when it is off)."""
+        store = self._ll_store()
+        if not store.settings.task_lock:
+            return None
+        key = self.artifact_identity_key()
+        return hold(store, key, self._ll_task.task_id, self.complete)
 
     @property
     def _ll_task(self) -> Any:

@@ -52,6 +52,7 @@ from ..names import (
 from ..settings import Settings, resolve_settings
 from ..settings.urls import mask_url
 from ..storage import ValueStorage
+from ..storage.cache import ValueCache
 from . import alias_ops, messages, saving, value_io
 from .gc import Duration, collect, remove_values
 from .params import matchers, matches
@@ -77,6 +78,8 @@ class ArtifactStore:
     values: ValueStorage
     #: the database side: engine, transactions, rows as ``Artifact`` (``store.records``)
     records: Records
+    #: the local copies of remote values (``storage.cache``); None when off or storage is local
+    cache: ValueCache | None = None
 
     def __init__(
         self,
@@ -125,6 +128,7 @@ class ArtifactStore:
         self.settings = state["settings"]
         self.values = state["values"]
         self.records = Records(self.settings, self.values, self)
+        self.cache = ValueCache.for_settings(self.settings, self.values)
 
     def __repr__(self) -> str:
         return (
@@ -316,13 +320,13 @@ class ArtifactStore:
         """
         if columns is not None:
             return self._stored(
-                artifact, lambda: value_io.read_columns(self.values, artifact, columns)
+                artifact, lambda: value_io.read_columns(self.values, artifact, columns, self.cache)
             )
         return value_io.load(artifact, self.read_bytes(artifact))
 
     def read_bytes(self, artifact: Artifact) -> memoryview:
         """The stored file of ``artifact`` as it is, verified against its size and digest."""
-        return self._stored(artifact, lambda: value_io.read(self.values, artifact))
+        return self._stored(artifact, lambda: value_io.read(self.values, artifact, self.cache))
 
     def preview(self, artifact: Artifact) -> dict[str, Any]:
         """What the value looks like, read without loading it: never unpickles (``value_io``)."""
@@ -433,4 +437,5 @@ def _bind(store: ArtifactStore, settings: Settings) -> None:
     """Give ``store`` its settings and the layers built from them (both constructors)."""
     store.settings = settings
     store.values = ValueStorage(settings.storage_dir, settings.storage_options)
+    store.cache = ValueCache.for_settings(settings, store.values)
     store.records = Records(settings, store.values, store)

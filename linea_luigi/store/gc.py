@@ -10,12 +10,18 @@ removes both, never what someone may still read:
 - never a value younger than ``grace``: a save in flight writes its value
   before its row commits, so a young unreferenced file may be about to be used;
 - only files of our own layout (``storage.layout.is_ours``: values and their
-  temporary siblings), so other files under the storage root are never touched.
+  temporary siblings), so other files under the storage root are never touched;
+- never an object that any row references: identical values share one object
+  (``store.saving``), so deleting a version frees its object only when it was
+  the last row pointing at it, and the orphan scan counts every referenced
+  location as live, whoever's folder it sits in.
 
 Rows go first, in one write transaction that locks the chosen versions (a
 concurrent ``set_alias`` or a save naming one as input either waits or is seen),
 then values, as in ``ArtifactStore.delete``: both delete rows with
 ``db.queries.removal.delete_rows`` and then values with ``remove_values``.
+The row locks are also what keeps a concurrent save from reusing an object
+that is being freed (``db.queries.artifacts.stored_copy``).
 """
 
 from __future__ import annotations
@@ -150,7 +156,11 @@ def _beyond_rule(
 
 
 def _lock(conn: Connection, ids: list[int]) -> None:
-    """Lock the chosen rows (PostgreSQL; SQLite's write lock is already held)."""
+    """Lock the chosen rows (PostgreSQL; SQLite's write lock is already held).
+
+    ``FOR UPDATE`` conflicts with the ``FOR SHARE`` of a save reusing one of
+    their objects: gc waits for that save's row, or the save for gc's commit.
+    """
     for part in chunked(ids):
         conn.execute(select(_A.id).where(_A.id.in_(part)).with_for_update()).all()
 

@@ -8,6 +8,12 @@ values (``read_columns``) are the one exception, by design: they read a few
 byte ranges, so they check the file's size and every page's CRC instead of
 the whole-file digest. Progress lines are shown for large values when
 someone is watching (``values.progress``).
+
+With a local cache of remote values (``storage.cache``), a load reads a
+verified entry instead of storage, and both a load that reads storage and a
+save copy the bytes into the cache as they pass: the entry is published
+only once they matched their digest (a load) or the upload completed (a
+save). A column load reads a cached entry's byte ranges when there is one.
 """
 
 from __future__ import annotations
@@ -15,12 +21,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
-from ..errors import ArtifactStoreError, SerializationError
+from ..errors import ArtifactStoreError, ChecksumMismatchError, SerializationError
 from ..model import Artifact
 from ..settings.urls import mask_secrets
 from ..storage import ValueStorage, layout
+from ..storage.cache import ValueCache
 from ..values import libraries, parquet, progress
 from ..values import preview as value_preview
 from ..values.digests import HashingWriter, algorithm_of, read_hashed
@@ -46,20 +53,41 @@ class Written:
         return dict(self.__dict__)
 
 
-def write(values: ValueStorage, value: Any, name: str, checksum: str, serializer: str) -> Written:
-    """Serialize ``value`` (of artifact ``name``) with ``serializer`` (or ``auto``)."""
+def write(
+    values: ValueStorage,
+    value: Any,
+    name: str,
+    checksum: str,
+    serializer: str,
+    cache: ValueCache | None = None,
+) -> Written:
+    """Serialize ``value`` (of artifact ``name``) with ``serializer`` (or ``auto``).
+
+    With a ``cache``, the bytes are also copied into it while they are
+    uploaded, and the copy is published under the digest once the upload
+    completed (a failed save leaves no copy).
+    """
     choice = choose(value, serializer)
     chosen = choice.serializer
     location = layout.new_location(name, chosen.extension)
-    with values.open_write(location) as handle:
-        shown = progress.start(f"saving {name}", None)
-        writer = HashingWriter(handle, checksum, shown)
-        try:
-            packages = chosen.dump(choice.prepared, writer)  # type: ignore[arg-type]
-        finally:
-            digest = writer.finish()
-            if shown is not None:
-                shown.close()
+    filling = None if cache is None else cache.filling()
+    try:
+        with values.open_write(location) as handle:
+            shown = progress.start(f"saving {name}", None)
+            target = handle if filling is None else filling.writer(handle)
+            writer = HashingWriter(target, checksum, shown)
+            try:
+                packages = chosen.dump(choice.prepared, writer)  # type: ignore[arg-type]
+            finally:
+                digest = writer.finish()
+                if shown is not None:
+                    shown.close()
+    except BaseException:
+        if filling is not None:
+            filling.discard()
+        raise
+    if filling is not None:
+        filling.publish(digest)
     own = libraries.top_package(type(value).__module__)
     if own is not None:
         packages.add(own)
@@ -81,23 +109,50 @@ def discard(values: ValueStorage, location: str) -> None:
         log.warning("could not remove unpublished value %s", values.uri(location))
 
 
-def read(values: ValueStorage, artifact: Artifact) -> memoryview:
+def read(values: ValueStorage, artifact: Artifact, cache: ValueCache | None = None) -> memoryview:
     """The bytes of ``artifact``, checked against its size and digest.
 
     ``ChecksumMismatchError`` when they differ (nothing is parsed);
-    ``StorageError`` when the value cannot be read.
+    ``StorageError`` when the value cannot be read. With a ``cache``: its
+    entry when it verifies, else storage's bytes, copied into the cache as
+    they are read and published there only if they matched.
     """
+    if cache is not None:
+        hit = _cached(cache, artifact)
+        if hit is not None:
+            return hit
     algorithm = algorithm_of(artifact.digest)
+    filling = None if cache is None else cache.filling(artifact.size_bytes)
     shown = progress.start(f"loading {artifact.name} v{artifact.version}", artifact.size_bytes)
     try:
-        with values.open_read(artifact.location) as handle:
-            data, digest, actual = read_hashed(handle, artifact.size_bytes, algorithm, shown)
+        with values.open_read(artifact.location) as raw:
+            source = raw if filling is None else filling.reader(raw)
+            data, digest, actual = read_hashed(source, artifact.size_bytes, algorithm, shown)
+    except BaseException:
+        if filling is not None:
+            filling.discard()
+        raise
     finally:
         if shown is not None:
             shown.close()
     if actual != artifact.size_bytes or digest != artifact.digest:
+        if filling is not None:
+            filling.discard()
         raise corrupt(artifact, actual, digest)
+    if filling is not None:
+        filling.publish(artifact.digest)
     return data
+
+
+def _cached(cache: ValueCache, artifact: Artifact) -> memoryview | None:
+    """The cache's verified copy of ``artifact``, or None (a miss, or a damaged entry removed)."""
+    what = f"{artifact.name} v{artifact.version}"
+    shown = progress.start(f"loading {what} (cached)", artifact.size_bytes)
+    try:
+        return cache.read(artifact.digest, artifact.size_bytes, what, shown)
+    finally:
+        if shown is not None:
+            shown.close()
 
 
 def load(artifact: Artifact, data: memoryview) -> Any:
@@ -117,28 +172,45 @@ def load(artifact: Artifact, data: memoryview) -> Any:
     return value
 
 
-def read_columns(values: ValueStorage, artifact: Artifact, columns: Sequence[str]) -> Any:
+def read_columns(
+    values: ValueStorage,
+    artifact: Artifact,
+    columns: Sequence[str],
+    cache: ValueCache | None = None,
+) -> Any:
     """Only ``columns`` of a Parquet ``artifact``: the footer and those columns' byte ranges.
 
     Checks the file's size against the record first, then every page read
-    against its CRC (``ChecksumMismatchError`` either way).
+    against its CRC (``ChecksumMismatchError`` either way). The ranges come
+    from the ``cache``'s entry when it has one (a damaged entry is removed
+    and storage read instead), else from storage.
     """
     if artifact.serializer != parquet.ParquetSerializer.name:
         raise columns_need_parquet(artifact)
     wanted = parquet.check_columns(columns)
+    entry = None if cache is None else cache.open_entry(artifact.digest)
+    if cache is not None and entry is not None:
+        with entry:
+            try:
+                return _columns_of(entry, artifact, wanted)
+            except ChecksumMismatchError as exc:
+                cache.reject(entry, str(exc), f"{artifact.name} v{artifact.version}")
     with values.open_ranges(artifact.location) as handle:
-        size = handle.seek(0, 2)
-        if size != artifact.size_bytes:
-            raise corrupt(artifact, size, None)
-        handle.seek(0)
-        try:
-            return parquet.read_columns(handle, wanted, artifact.value_type)
-        except parquet.PageChecksumError as exc:
-            raise bad_page(artifact, str(exc)) from None
-        except SerializationError as exc:
-            raise SerializationError(
-                f"Artifact {artifact.name!r} v{artifact.version}: {exc}"
-            ) from exc
+        return _columns_of(handle, artifact, wanted)
+
+
+def _columns_of(handle: BinaryIO, artifact: Artifact, wanted: list[str]) -> Any:
+    """``wanted`` columns read from ``handle``, its size and each page's CRC checked."""
+    size = handle.seek(0, 2)
+    if size != artifact.size_bytes:
+        raise corrupt(artifact, size, None)
+    handle.seek(0)
+    try:
+        return parquet.read_columns(handle, wanted, artifact.value_type)
+    except parquet.PageChecksumError as exc:
+        raise bad_page(artifact, str(exc)) from None
+    except SerializationError as exc:
+        raise SerializationError(f"Artifact {artifact.name!r} v{artifact.version}: {exc}") from exc
 
 
 def preview(values: ValueStorage, artifact: Artifact) -> dict[str, Any]:

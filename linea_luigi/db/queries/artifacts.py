@@ -24,6 +24,7 @@ from sqlalchemy import Select, bindparam, func, select
 from ... import globs
 from ...model import TaskInfo
 from ...names import ALL, LATEST
+from ..executor import Executor
 from ..schema import ARTIFACTS
 
 _A = ARTIFACTS.c
@@ -48,6 +49,55 @@ _BY_KEY = (
 LATEST_BY_KEYS = select(ARTIFACTS).join(
     _BY_KEY, (_A.name == bindparam("name")) & (_A.version == _BY_KEY.c.v)
 )
+#: the location of some row whose value has this digest, serializer and size (the index on
+#: digest finds it), locked FOR SHARE until the transaction ends (see ``stored_copy``)
+SAME_VALUE = (
+    select(_A.location)
+    .where(
+        _A.digest == bindparam("digest"),
+        _A.serializer == bindparam("serializer"),
+        _A.size_bytes == bindparam("size_bytes"),
+    )
+    .limit(1)
+    .with_for_update(read=True)
+)
+
+
+def stored_copy(tx: Executor, row: Mapping[str, Any]) -> str | None:
+    """The location of a stored value identical to ``row``'s, kept by a lock; None if none.
+
+    Identical: same digest, serializer and size. A save calls this inside the
+    transaction that inserts its row and, when it gets a location, inserts
+    the row with it and removes its own copy after the commit.
+
+    The race: a delete or gc may be removing the last other row that
+    references this object while the save reuses it. Both orders are safe,
+    because the lookup holds a lock that the deleter's conflicts with:
+
+    - PostgreSQL: the lookup locks the row it returns ``FOR SHARE``; deleters
+      lock their rows ``FOR UPDATE`` (``ArtifactStore.delete``, gc's ``_lock``)
+      and a ``DELETE`` locks them anyway. If the save locks first, the deleter
+      waits until the save commits; its check for remaining references
+      (``removal.referenced``) is a later statement, which under READ
+      COMMITTED (PostgreSQL's default, which we do not change) sees the
+      committed new row, so the object stays. If the deleter locks first, the
+      lookup waits; once the delete commits the row is gone, the lookup skips
+      it (and takes another identical row, if one is left), and with none the
+      save keeps its own copy (a save that knew the digest before writing,
+      ``store.prehash``, rolls back and writes its value then).
+    - SQLite: a write transaction begins with ``BEGIN IMMEDIATE``
+      (``db.executor`` and ``db.engine``), so the save's lookup and insert and
+      a whole delete never interleave: whichever commits first is seen whole
+      by the other.
+
+    From the lookup on, some committed row references the object at every
+    instant, so gc's orphan scan (any referenced location is live) never
+    takes it either. A save whose inputs are being deleted may meet a
+    deadlock or a missing parent: it fails and removes its copy, as before.
+    """
+    params = {k: row[k] for k in ("digest", "serializer", "size_bytes")}
+    found = tx.scalar(SAME_VALUE, params)
+    return None if found is None else str(found)
 
 
 def new_row(name: str, value: Mapping[str, Any], task: TaskInfo | None) -> dict[str, Any]:

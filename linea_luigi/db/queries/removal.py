@@ -5,6 +5,13 @@ their own write transaction, and get back the values that no remaining row
 references; only after the commit do they remove those values
 (``store.gc.remove_values``). A crash in between leaves unreferenced files,
 which gc finds, never a row without its value.
+
+Rows with identical values share one object (``store.saving``), so a
+deleted row's location is freed only when no remaining row references it.
+The check runs after the deleted rows were locked: a save that reuses one of
+these objects holds a conflicting lock from its lookup to its commit
+(``artifacts.stored_copy``), so its new row is either seen here or the save
+found no row to reuse.
 """
 
 from __future__ import annotations
@@ -38,7 +45,10 @@ def delete_rows(conn: Connection, rows: Iterable[tuple[int, str]]) -> list[str]:
 
 
 def referenced(conn: Connection, locations: Sequence[str]) -> set[str]:
-    """Those of ``locations`` that some row of ``ll_artifacts`` references."""
+    """Those of ``locations`` that some row of ``ll_artifacts`` references (index on location).
+
+    Any row counts: several versions, of one name or of many, may share an object.
+    """
     found: set[str] = set()
     for part in chunked(locations):
         found.update(conn.scalars(select(_A.location).where(_A.location.in_(part))))
