@@ -19,6 +19,12 @@ class Sizes:
     saves_per_proc: int
     small_saves: int
     s3_mib: int
+    frame_rows: int
+    npy_mib: int
+    #: memory touched and freed before each frame/npy measurement (children/array.py)
+    prefault_mib: int
+    #: fresh-process loads after each frame/npy save (loads are cheap and noisier than saves)
+    loads_per_save: int
 
 
 FULL = Sizes(
@@ -30,6 +36,10 @@ FULL = Sizes(
     saves_per_proc=250,
     small_saves=500,
     s3_mib=256,
+    frame_rows=5_000_000,
+    npy_mib=512,
+    prefault_mib=1536,
+    loads_per_save=3,
 )
 
 TINY = Sizes(
@@ -41,6 +51,10 @@ TINY = Sizes(
     saves_per_proc=5,
     small_saves=20,
     s3_mib=1,
+    frame_rows=2000,
+    npy_mib=1,
+    prefault_mib=0,
+    loads_per_save=1,
 )
 
 SIZES = {"full": FULL, "tiny": TINY}

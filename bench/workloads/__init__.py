@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..harness import Context, Section
-from . import array, browse, concurrent, dag, lookup, s3, small
+from . import array, browse, concurrent, dag, frame, lookup, s3, small
 
 Workload = Callable[[Context], list[Section]]
 
@@ -17,4 +17,6 @@ WORKLOADS: dict[str, Workload] = {
     "small": small.run,
     "s3": s3.run,
     "browse": browse.run,
+    "frame": frame.run,
+    "npy": array.run_npy,
 }
