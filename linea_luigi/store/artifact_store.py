@@ -163,6 +163,7 @@ class ArtifactStore:
             task,
             upstream,
             serializer,
+            self.cache,
         )
 
     def delete(self, name: str, version: int | str) -> int:

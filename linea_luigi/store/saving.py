@@ -53,8 +53,12 @@ def save(
     task: TaskInfo | None,
     upstream: Iterable[Artifact],
     serializer: str | None,
+    cache: ValueCache | None,
 ) -> Artifact:
-    """Write ``value`` as the next version of ``name`` (already checked) and commit its row."""
+    """Write ``value`` as the next version of ``name`` (already checked) and commit its row.
+
+    ``cache``: the store's local cache, filled while the value uploads (None: none).
+    """
     parents = lineage.parents(upstream)
     engine = records.engine()  # a wrong database fails before any write
     wanted = settings.serializer if serializer is None else serializer
@@ -63,7 +67,6 @@ def save(
         row = new_row(name, {**known.columns(), "location": ""}, task)
         if _publish(records, engine, row, parents, None):
             return _saved(records, row)
-    cache = ValueCache.for_settings(settings, values)  # filled while the value uploads
     written = value_io.write(values, value, name, settings.checksum, wanted, cache)
     location = written.location
     row = new_row(name, written.columns(), task)
