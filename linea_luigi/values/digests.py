@@ -15,6 +15,7 @@ keeps its pending part in memory) never hold more than one chunk extra.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import mmap
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -200,6 +201,10 @@ class _Buffer:
         if size >= _THREAD_MIN and hasattr(mmap, "MAP_ANONYMOUS"):
             flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
             self._memory = mmap.mmap(-1, size, flags=flags)
+            # huge pages, as numpy asks for its arrays: a 4 KiB page fault per
+            # 4 KiB read costs more than the read (measured: .npy load 1.85x -> 1.17x)
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                self._memory.madvise(mmap.MADV_HUGEPAGE)
             self.view = memoryview(self._memory)
         else:
             self.view = memoryview(bytearray(size))

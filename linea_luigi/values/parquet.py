@@ -13,10 +13,10 @@ never pays for importing them. pyarrow comes with the ``arrow`` extra.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO
 
@@ -129,11 +129,21 @@ class ParquetSerializer:
         except (pa.ArrowException, OSError) as exc:
             raise SerializationError(f"Cannot read the stored Parquet value: {exc}") from exc
         del source
-        # the decoded table holds copies: the file's bytes can go before the frame is built
-        # (BufferError: still exported somewhere; then freed with the last reference)
-        with contextlib.suppress(BufferError):
-            data.release()
+        # the decoded table holds copies: the file's bytes can go before the frame is
+        # built, halving the peak. pyarrow's reader threads drop their exports of the
+        # buffer a moment after read_table returns, so a release may need a few tries;
+        # past them the bytes are freed with the last reference instead.
+        _release(data)
         return as_library(table, value_type)
+
+
+def _release(data: memoryview, tries: int = 40, pause: float = 0.0005) -> None:
+    for _ in range(tries):
+        try:
+            data.release()
+            return
+        except BufferError:
+            time.sleep(pause)
 
 
 class _Sink:
