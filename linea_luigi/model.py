@@ -177,8 +177,13 @@ class GcReport:
     young_orphans: list[OrphanValue] = field(default_factory=list)
     #: values whose removal failed (the rows are gone; they are orphans for the next gc)
     failed: list[str] = field(default_factory=list)
+    #: locations of deleted versions that other rows still reference (identical values
+    #: are stored once): their objects stay, so they free nothing
+    shared: frozenset[str] = frozenset()
 
     @property
     def size_bytes(self) -> int:
-        """Bytes freed (or to free): deleted versions plus removed orphans."""
-        return sum(a.size_bytes for a in self.versions) + sum(o.size_bytes for o in self.orphans)
+        """Bytes freed (or to free): each object of the deleted versions once, unless still
+        shared, plus the removed orphans."""
+        freed = {a.location: a.size_bytes for a in self.versions if a.location not in self.shared}
+        return sum(freed.values()) + sum(o.size_bytes for o in self.orphans)

@@ -168,8 +168,12 @@ def test_gc_never_removes_a_shared_object(
     shared = store.save(value, "b").location
     w = store.get("a", 1).location
     assert len(files()) == 3
+    planned = store.gc(keep_last=1)  # dry run: what it says it frees, it frees
+    size_w = files()[w]
+    assert planned.shared == {shared} and planned.size_bytes == size_w
     done = store.gc(keep_last=1, dry_run=False)
     assert [(a.name, a.version) for a in done.versions] == [("a", 0), ("a", 1), ("a", 2)]
+    assert done.shared == {shared} and done.size_bytes == size_w  # only W's object went
     assert shared in files() and w not in files()
     assert np.array_equal(store.load("b"), value)
     swept = store.gc(grace="0s", dry_run=False)  # the orphan scan: a referenced object is live
@@ -475,3 +479,45 @@ def test_an_identical_array_is_not_uploaded_again(
         assert len(_s3_files(client, bucket)) == 4
     finally:
         proxy.cut()
+
+
+# -- dedup = false: every save keeps its own copy ------------------------------------------
+
+
+def test_dedup_off_keeps_a_copy_per_save(
+    request: pytest.FixtureRequest, db_url: str, endpoint: str, bucket: str
+) -> None:
+    """With dedup off, identical saves write (and upload) their own objects, prehash included."""
+    options = {"client_kwargs": {"endpoint_url": endpoint}}
+    store = ll.ArtifactStore(
+        db_url, f"s3://{bucket}/runs", storage_options=options, dedup=False, cache_dir="none"
+    )
+    assert store.settings.dedup is False
+    client = s3_client(endpoint)
+    value = _array(10, 2 * BIG)  # large enough for prehash, which must not run either
+    saved = [store.save(value, name) for name in ("a", "b", "a")]
+    assert len({a.location for a in saved}) == 3
+    assert len({a.digest for a in saved}) == 1
+    files = _s3_files(client, bucket)
+    assert sorted(files) == sorted(a.location for a in saved)
+    assert set(files.values()) == {saved[0].size_bytes}
+    assert store.delete("a", "all") == 2
+    assert np.array_equal(store.load("b"), value)
+    _assert_consistent(store, lambda: _s3_files(client, bucket))
+
+
+def test_dedup_setting_from_luigi_cfg_and_options(
+    tmp_path: Path, luigi_cfg: Callable[[str], Path]
+) -> None:
+    """``[artifact_store] dedup`` and ``options.set("dedup", ...)`` reach the settings."""
+    from linea_luigi.settings import resolve
+
+    luigi_cfg(
+        f"[artifact_store]\ndb_connection = sqlite:///{tmp_path}/m.db\n"
+        f"artifact_storage_dir = {tmp_path}/v\ndedup = false\n"
+    )
+    assert resolve.resolve_settings().dedup is False
+    ll.options.set("dedup", True)
+    assert resolve.resolve_settings().dedup is True
+    with pytest.raises(ll.ConfigError, match="dedup"):
+        ll.ArtifactStore(f"sqlite:///{tmp_path}/m.db", str(tmp_path / "v"), dedup="maybe")  # type: ignore[arg-type]

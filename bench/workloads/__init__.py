@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..harness import Context, Section
-from . import array, browse, concurrent, dag, frame, lookup, s3, small
+from . import array, browse, cache, concurrent, dag, dedup, frame, lookup, s3, small, tasklock
 
 Workload = Callable[[Context], list[Section]]
 
@@ -19,4 +19,7 @@ WORKLOADS: dict[str, Workload] = {
     "browse": browse.run,
     "frame": frame.run,
     "npy": array.run_npy,
+    "cache": cache.run,
+    "dedup": dedup.run,
+    "tasklock": tasklock.run,
 }

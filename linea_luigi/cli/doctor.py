@@ -54,6 +54,13 @@ def doctor(ctx: click.Context) -> None:
         "lock_timeout": f"{settings.lock_timeout:g} s",
         "serializer": f"{settings.serializer} ({formats()})",
         **cache_settings(settings),
+        "dedup": "on" if settings.dedup else "off (every save keeps its own copy)",
+        "task_lock": "on" if settings.task_lock else "off (tasks run unlocked)",
+        "task_lock_timeout": (
+            "none (waits while the holder lives)"
+            if settings.task_lock_timeout is None
+            else f"{settings.task_lock_timeout:g} s"
+        ),
     }
     for key, value in shown.items():
         click.echo(f"{key:<21} {value}  ({origins[key]})")

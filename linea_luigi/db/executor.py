@@ -261,8 +261,14 @@ def run(
     *,
     write: bool,
     doing: str,
+    single: bool = False,
 ) -> T:
     """Run ``work`` as one write transaction, or as lone autocommit reads.
+
+    ``single``: the write is one statement, which is its own transaction (no
+    BEGIN and COMMIT around it: on SQLite a write statement takes the write
+    lock as it starts, as ``BEGIN IMMEDIATE`` would); for the task lock's
+    per-task statements, where those two round trips are half the cost.
 
     Errors leave as ``DatabaseError`` (password masked), connection failures
     included; ``CommitOutcomeUnknownError`` when the connection was lost during
@@ -283,7 +289,7 @@ def run(
     while True:
         attempt = _Attempt()
         try:
-            return attempt.execute(engine, facts, work, write)
+            return attempt.execute(engine, facts, work, write, single)
         except BaseException as err:
             began = attempt.abandon()
             if isinstance(err, exc.SQLAlchemyError):  # from the pool or a connect event
@@ -323,10 +329,17 @@ class _Attempt:
         self.committing = False
 
     def execute(
-        self, engine: Engine, facts: _Facts, work: Callable[[Executor], T], write: bool
+        self,
+        engine: Engine,
+        facts: _Facts,
+        work: Callable[[Executor], T],
+        write: bool,
+        single: bool = False,
     ) -> T:
         self.conn = conn = _connection(engine)  # (re)connecting fails like any statement
         self.cursor = cursor = conn.cursor()
+        if single and write:  # the statement commits itself: a lost connection leaves it unknown
+            self.committing, write = True, False
         if write and not facts.joined_begin:
             cursor.execute(facts.begin)
             self.began = True

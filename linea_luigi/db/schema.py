@@ -141,6 +141,10 @@ class TaskLockRow(Base):
     acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
+    #: SQLite: the key's own b-tree holds the row, so taking and releasing a lease
+    #: writes one page, not a table page and an index page (a quarter less per task)
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
 
 metadata = Base.metadata
 

@@ -16,37 +16,32 @@ holds the lock skips ``run()`` if ``complete()`` says another process saved the 
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import itertools
 import logging
 import os
-import secrets
-import socket
-import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from functools import partial, wraps
 from typing import Any, TypeVar
 
 from sqlalchemy import exc
-from sqlalchemy.engine import Engine
 
 from ..db import executor
-from ..db.engine import on_dispose, translate
+from ..db.engine import translate
 from ..db.queries.task_locks import (
     ACQUIRE_ADVISORY,
     ACQUIRE_LEASE,
     HOLDER,
     RELEASE_ADVISORY,
     RELEASE_LEASE,
-    RENEW_LEASE,
     lock_id,
 )
 from ..errors import DatabaseError, TaskLockTimeoutError
 from ..model import as_utc
 from ..store import ArtifactStore
+from . import lock_process
+from .lock_process import close_quietly, now
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +53,6 @@ MAX_POLL_S = 1.0
 FIRST_POLL_S = 0.005
 #: the task's dict key saying its ``run()`` holds the lock (``super().run()`` won't retake it)
 _HELD = "_ll_run_locked"
-_HOST = socket.gethostname()[:200]
 _LOST = (
     "%s: its task lock (a %g s lease) was taken over by another process, which may be "
     "computing the same task: this process stalled longer than the lease, or could not renew it"
@@ -197,12 +191,8 @@ def _held_by(row: Any) -> str:
     if row is None:
         return "another process (not recorded yet)"
     since = as_utc(row.acquired_at)
-    ago = (_now() - since).total_seconds()
+    ago = (now() - since).total_seconds()
     return f"{row.holder} since {since:%Y-%m-%d %H:%M:%S} UTC ({ago:.0f} s ago)"
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 # -- the lock held ----------------------------------------------------------------------
@@ -214,16 +204,28 @@ class HeldLock:
     ``go``: whether ``run()`` should run (False: the outputs exist now).
     """
 
-    __slots__ = ("active", "conn", "engine", "go", "lost", "params", "pid", "task_id", "url")
+    __slots__ = (
+        "active",
+        "conn",
+        "engine",
+        "go",
+        "lease_s",
+        "lost",
+        "params",
+        "pid",
+        "task_id",
+        "url",
+    )
 
     def __init__(self, store: ArtifactStore, key: str, task_id: str) -> None:
         self.url, self.engine, self.task_id = store.records.url, store.records.engine(), task_id
-        holder = _process().holder()
+        holder = lock_process.current().holder()
         self.params: dict[str, Any] = {"lock_key": key, "lock_holder": holder, "lock_task": task_id}
         self.pid = os.getpid()
         self.conn: Any = None  # PostgreSQL: the connection whose session holds the lock
         self.active = self.lost = False
         self.go = True
+        self.lease_s = LEASE_S  # read now: tests shorten LEASE_S
 
     def release(self) -> None:
         """Give the lock up; never raises (a lease expires, a closed session unlocks)."""
@@ -231,12 +233,12 @@ class HeldLock:
             self.release_lease() if self.conn is None else self.release_advisory()
 
     def release_lease(self) -> None:
-        _process().discard(self)
+        lock_process.current().discard(self)
         work, doing = partial(_first, RELEASE_LEASE, self.params), f"releasing {self.task_id}"
         try:
-            gone = executor.run(self.url, self.engine, work, write=True, doing=doing)
+            gone = executor.run(self.url, self.engine, work, write=True, doing=doing, single=True)
         except DatabaseError as err:
-            log.error("%s; the lease expires within %g s", err, LEASE_S)
+            log.error("%s; the lease expires within %g s", err, self.lease_s)
             return
         if gone is None and not self.lost:
             self.lost_now()
@@ -249,17 +251,17 @@ class HeldLock:
                     RELEASE_ADVISORY, self.params
                 )
         except Exception as err:
-            _close(conn)  # the session's end unlocks
+            close_quietly(conn)  # the session's end unlocks
             log.error("%s", translate(err, self.url, f"releasing the lock of {self.task_id}"))
             return
         if unlocked:
-            _process().give_back(self.engine, conn)
+            lock_process.current().give_back(self.engine, conn)
         else:  # not held by this session (cannot happen while it lives): start afresh
-            _close(conn)
+            close_quietly(conn)
 
     def lost_now(self) -> None:
         self.lost = True
-        log.error(_LOST, self.task_id, LEASE_S)
+        log.error(_LOST, self.task_id, self.lease_s)
 
 
 def _take_lease(lock: HeldLock, timeout: float | None) -> None:
@@ -269,11 +271,11 @@ def _take_lease(lock: HeldLock, timeout: float | None) -> None:
     acquire = partial(_first, ACQUIRE_LEASE, params)
     wait: _Wait | None = None
     while True:
-        now = _now()
-        params["now"], params["expires"] = now, now + timedelta(seconds=LEASE_S)
-        got = executor.run(url, engine, acquire, write=True, doing=doing)
+        stamp = now()
+        params["now"], params["expires"] = stamp, stamp + timedelta(seconds=lock.lease_s)
+        got = executor.run(url, engine, acquire, write=True, doing=doing, single=True)
         if got is not None:
-            _process().add(lock)
+            lock_process.current().add(lock)
             return
         if wait is None:
             holder = partial(_first, HOLDER, params)
@@ -293,13 +295,13 @@ def _take_advisory(lock: HeldLock, timeout: float | None) -> None:
     for attempt in (1, 2):  # a kept connection may have died with a restarted server
         conn, kept = None, False
         try:
-            conn, kept = _process().connection(engine)
+            conn, kept = lock_process.current().connection(engine)
             with conn.cursor() as cursor:
                 _wait_for_advisory(executor.Tx(cursor, engine.dialect), lock, timeout)
             lock.conn = conn
             return
         except BaseException as err:
-            _close(conn)  # whatever the session holds goes with it
+            close_quietly(conn)  # whatever the session holds goes with it
             if not isinstance(err, (engine.dialect.loaded_dbapi.Error, exc.SQLAlchemyError)):
                 raise
             if not (kept and attempt == 1):
@@ -315,7 +317,7 @@ def _wait_for_advisory(tx: executor.Tx, lock: HeldLock, timeout: float | None) -
     params = lock.params
     wait: _Wait | None = None
     while True:
-        params["now"] = params["expires"] = _now()  # the lock lasts as long as the session
+        params["now"] = params["expires"] = now()  # the lock lasts as long as the session
         if tx.first(ACQUIRE_ADVISORY, params) is not None:
             return
         if wait is None:
@@ -324,127 +326,7 @@ def _wait_for_advisory(tx: executor.Tx, lock: HeldLock, timeout: float | None) -
         wait.pause()
 
 
-def _close(conn: Any) -> None:
-    if conn is not None:
-        with contextlib.suppress(Exception):  # already broken; closing is only tidying up
-            conn.close()
-
-
 _TAKE: dict[str, Callable[[HeldLock, float | None], None]] = {
     "sqlite": _take_lease,
     "postgresql": _take_advisory,
 }
-
-
-# -- per process ----------------------------------------------------------------------
-
-
-class _Process:
-    """This process's locks: holder names, the lease renewer, idle lock connections.
-
-    A forked child starts a new one; the parent's is kept (``_inherited``) and
-    never touched again: closing an inherited connection would end the
-    parent's session, and free the parent's locks.
-    """
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.token = secrets.token_hex(3)
-        self.count = itertools.count(1)
-        self.mutex = threading.Lock()
-        self.leases: dict[int, HeldLock] = {}
-        self.renewer: threading.Thread | None = None
-        self.idle: dict[Engine, list[Any]] = {}
-
-    def holder(self) -> str:
-        """``"<host> pid <pid>"`` and a token unique to one acquisition."""
-        return f"{_HOST} pid {self.pid} #{self.token}.{next(self.count)}"
-
-    def add(self, lease: HeldLock) -> None:
-        """Renew ``lease`` from now on (the renewer thread starts with the first lease)."""
-        with self.mutex:
-            lease.active = True
-            self.leases[id(lease)] = lease
-            if self.renewer is None:
-                self.renewer = threading.Thread(
-                    target=self.renew_forever, name="linea-luigi task lock renewer", daemon=True
-                )
-                self.renewer.start()
-
-    def discard(self, lease: HeldLock) -> None:
-        with self.mutex:
-            lease.active = False
-            self.leases.pop(id(lease), None)
-
-    def renew_forever(self) -> None:
-        while True:
-            time.sleep(LEASE_S / 3)
-            by_engine: dict[Engine, list[HeldLock]] = {}
-            with self.mutex:
-                for lease in self.leases.values():
-                    by_engine.setdefault(lease.engine, []).append(lease)
-            for group in by_engine.values():
-                self.renew(group)
-
-    def renew(self, leases: list[HeldLock]) -> None:
-        """Push the leases of one database on, in one transaction; report those lost."""
-        expires = _now() + timedelta(seconds=LEASE_S)
-
-        def work(tx: executor.Executor) -> list[HeldLock]:
-            gone = [tx.first(RENEW_LEASE, {**x.params, "expires": expires}) for x in leases]
-            return [lease for lease, row in zip(leases, gone, strict=True) if row is None]
-
-        try:
-            lost = executor.run(
-                leases[0].url, leases[0].engine, work, write=True, doing="renewing task locks"
-            )
-        except DatabaseError as err:
-            log.warning("%s; trying again in %g s", err, LEASE_S / 3)
-            return
-        with self.mutex:
-            lost = [lease for lease in lost if lease.active and not lease.lost]
-        for lease in lost:
-            lease.lost_now()
-
-    def connection(self, engine: Engine) -> tuple[Any, bool]:
-        """A connection of our own to ``engine``'s database, and whether it was kept idle."""
-        with self.mutex:
-            idle = self.idle.get(engine)
-            if idle:
-                return idle.pop(), True
-        proxy = engine.raw_connection()  # the engine's connect events run (lock_timeout)
-        conn: Any = proxy.driver_connection
-        proxy.detach()  # ours: never returned to the engine's pool
-        conn.autocommit = True
-        with conn.cursor() as cursor:  # the row only informs waiters: no wait for WAL flushes
-            cursor.execute("SET synchronous_commit = off")
-        return conn, False
-
-    def give_back(self, engine: Engine, conn: Any) -> None:
-        with self.mutex:
-            self.idle.setdefault(engine, []).append(conn)
-
-    def close_idle(self) -> None:
-        with self.mutex:
-            idle, self.idle = self.idle, {}
-        for conn in itertools.chain.from_iterable(idle.values()):
-            _close(conn)
-
-
-_state: list[_Process] = []
-_inherited: list[_Process] = []
-_state_lock = threading.Lock()
-
-
-def _process() -> _Process:
-    """This process's ``_Process``, made on first use and again after a fork."""
-    if _state and _state[0].pid == os.getpid():
-        return _state[0]
-    with _state_lock:
-        if not (_state and _state[0].pid == os.getpid()):
-            _inherited.extend(_state)
-            _state[:] = [_Process()]
-        return _state[0]
-
-
-on_dispose.append(lambda: _process().close_idle())

@@ -29,6 +29,7 @@ SECTION_KEYS = (
     "serializer",
     "cache_dir",
     "cache_max_bytes",
+    "dedup",
     "task_lock",
     "task_lock_timeout",
 )
@@ -73,6 +74,7 @@ def _artifact_store_config() -> dict[str, Any]:
         "serializer": inst.serializer,
         "cache_dir": inst.cache_dir,
         "cache_max_bytes": inst.cache_max_bytes,
+        "dedup": inst.dedup,
         "task_lock": inst.task_lock,
         "task_lock_timeout": inst.task_lock_timeout,
     }
@@ -125,6 +127,9 @@ def config_class() -> Any:
             )
             cache_max_bytes = luigi.OptionalParameter(
                 default=None, description="Cap of the local cache, e.g. 10GiB"
+            )
+            dedup = luigi.OptionalParameter(
+                default=None, description="Store a value identical to a stored one once (true)"
             )
             task_lock = luigi.OptionalParameter(
                 default=None, description="Run each mixin task under a database lock (true)"

@@ -22,6 +22,7 @@ _KEYS = {
     "serializer": "serializer",
     "cache_dir": "cache_dir",
     "cache_max_bytes": "cache_max_bytes",
+    "dedup": "dedup",
     "task_lock": "task_lock",
     "task_lock_timeout": "task_lock_timeout",
 }

@@ -128,6 +128,7 @@ _PLAIN_KEYS = (
     "serializer",
     "cache_dir",
     "cache_max_bytes",
+    "dedup",
     "task_lock",
     "task_lock_timeout",
 )

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from ..errors import ConfigError
+from ..errors import Advice, ArtifactStoreError, ConfigError
 from .parsing import CACHE_AUTO, parse_bytes, parse_cache_dir, parse_seconds, parse_switch
 from .urls import mask_url, parse_db_url
 
@@ -60,6 +60,8 @@ class Settings:
     cache_dir: str = CACHE_AUTO
     #: cap of the cache in bytes; None: the smaller of 10 GiB and 10 % of the free space
     cache_max_bytes: int | None = None
+    #: whether a save of a value already stored (same digest) points at it instead of a copy
+    dedup: bool = True
     #: whether ``ArtifactTaskMixin`` runs a task under a database lock on its identity key
     task_lock: bool = True
     #: seconds a task waits for that lock; None: as long as the holder lives
@@ -70,14 +72,12 @@ class Settings:
             raise ConfigError("artifact_storage_dir is empty: set a folder path or fsspec URL.")
         if self.checksum not in DIGEST_ALGORITHMS:
             raise ConfigError(
-                f"Unknown checksum {self.checksum!r}; choose one of {', '.join(DIGEST_ALGORITHMS)} "
-                f"([{SECTION}] checksum or options.set('checksum', ...))."
+                f"Unknown checksum {self.checksum!r}; choose one of {', '.join(DIGEST_ALGORITHMS)}",
+                advice=_where_set("checksum", "options.set('checksum', ...)"),
             )
+        where = "options.set('serializer', ...) or ArtifactStore(serializer=...)"
         check_serializer(
-            self.serializer,
-            f"The serializer setting ([{SECTION}] serializer, options.set('serializer', ...) "
-            "or ArtifactStore(serializer=...))",
-            ConfigError,
+            self.serializer, "The serializer setting", ConfigError, _where_set("serializer", where)
         )
 
     @classmethod
@@ -92,6 +92,7 @@ class Settings:
         *,
         cache_dir: str | os.PathLike[str] | None = None,
         cache_max_bytes: int | str | None = None,
+        dedup: bool | str | None = None,
         task_lock: bool | str | None = None,
         task_lock_timeout: float | str | None = None,
     ) -> Settings:
@@ -119,6 +120,7 @@ class Settings:
             (serializer or AUTO).strip().lower(),
             parse_cache_dir(cache_dir),
             parse_bytes(cache_max_bytes, "cache_max_bytes"),
+            parse_switch(dedup, "dedup", True),
             parse_switch(task_lock, "task_lock", True),
             parse_seconds(task_lock_timeout, "task_lock_timeout", MAX_LOCK_TIMEOUT_S * 365),
         )
@@ -134,6 +136,7 @@ class Settings:
             self.serializer,
             self.cache_dir,
             repr(self.cache_max_bytes),
+            repr(self.dedup),
             repr(self.task_lock),
             repr(self.task_lock_timeout),
         )
@@ -145,16 +148,25 @@ class Settings:
             f"storage_dir={mask_url(self.storage_dir)!r}, storage_options keys={opts}, "
             f"checksum={self.checksum!r}, lock_timeout={self.lock_timeout!r}, "
             f"serializer={self.serializer!r}, cache_dir={self.cache_dir!r}, "
-            f"cache_max_bytes={self.cache_max_bytes!r}, task_lock={self.task_lock!r}, "
+            f"cache_max_bytes={self.cache_max_bytes!r}, dedup={self.dedup!r}, "
+            f"task_lock={self.task_lock!r}, "
             f"task_lock_timeout={self.task_lock_timeout!r})"
         )
 
 
-def check_serializer(name: object, what: str, error: type[Exception]) -> str:
+def check_serializer(
+    name: object, what: str, error: type[ArtifactStoreError], advice: Advice | None = None
+) -> str:
     """``name`` if it is one of ``SERIALIZER_CHOICES``; else ``error`` naming ``what`` and them."""
     if isinstance(name, str) and name in SERIALIZER_CHOICES:
         return name
-    raise error(f"{what} must be one of {', '.join(SERIALIZER_CHOICES)}, got {str(name)[:40]!r}.")
+    fact = f"{what} must be one of {', '.join(SERIALIZER_CHOICES)}, got {str(name)[:40]!r}"
+    raise error(fact, advice=advice) if advice is not None else error(f"{fact}.")
+
+
+def _where_set(key: str, in_python: str) -> Advice:
+    """Where a setting is changed: luigi.cfg for every surface, ``in_python`` too for Python."""
+    return Advice(f"([{SECTION}] {key} or {in_python}).", f"([{SECTION}] {key} in luigi.cfg).")
 
 
 def parse_lock_timeout(value: float | str | None) -> float:

@@ -92,6 +92,7 @@ class ArtifactStore:
         serializer: str | None = None,
         cache_dir: str | None = None,
         cache_max_bytes: int | str | None = None,
+        dedup: bool | None = None,
         task_lock: bool | None = None,
         task_lock_timeout: float | None = None,
     ) -> None:
@@ -104,6 +105,7 @@ class ArtifactStore:
             serializer,
             cache_dir=cache_dir,
             cache_max_bytes=cache_max_bytes,
+            dedup=dedup,
             task_lock=task_lock,
             task_lock_timeout=task_lock_timeout,
         )
@@ -258,7 +260,7 @@ class ArtifactStore:
         if ref is not None:
             if (version is not None and version != LATEST) or key is not None:
                 raise InvalidArgumentError(
-                    f"{name!r} names one version through its alias: pass no version or key."
+                    f"{name!r} names one version through its alias:", advice=messages.ALIAS_ALONE
                 )
             found = self._by_alias(name, *ref)
             if found is not None:

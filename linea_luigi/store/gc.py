@@ -36,7 +36,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from ..db.queries.chunks import chunked
-from ..db.queries.removal import delete_rows, referenced
+from ..db.queries.removal import delete_rows, referenced, shared_elsewhere
 from ..db.schema import ALIASES, ARTIFACTS, LINEAGE
 from ..errors import InvalidArgumentError
 from ..model import GcReport, OrphanValue, as_utc
@@ -119,21 +119,25 @@ def collect(
     grace_period = DEFAULT_GRACE if grace is None else parse_duration(grace, "grace")
     rule = keep_last is not None or cutoff is not None
 
-    def versions(conn: Connection) -> tuple[list[Any], list[str]]:
+    def versions(conn: Connection) -> tuple[list[Any], list[str], set[str]]:
         chosen = _beyond_rule(conn, keep_last, cutoff) if rule else {}
         if chosen and not dry_run:
             _lock(conn, list(chosen))
         _protect(conn, chosen, include_inputs)
         rows = sorted(chosen.values(), key=lambda r: (r.name, r.version))
-        if dry_run or not rows:
-            return rows, []
-        return rows, delete_rows(conn, [(r.id, r.location) for r in rows])
+        pairs = [(r.id, r.location) for r in rows]
+        if not rows:
+            return rows, [], set()
+        if dry_run:
+            return rows, [], shared_elsewhere(conn, pairs)
+        unused = delete_rows(conn, pairs)
+        return rows, unused, {r.location for r in rows} - set(unused)
 
     if dry_run:
-        rows, unused = records.read(versions, "planning gc")
+        rows, unused, shared = records.read(versions, "planning gc")
     else:
-        rows, unused = records.write(versions, "collecting garbage")
-    report = GcReport(dry_run=dry_run, versions=records.artifacts(rows))
+        rows, unused, shared = records.write(versions, "collecting garbage")
+    report = GcReport(dry_run=dry_run, versions=records.artifacts(rows), shared=frozenset(shared))
     report.failed.extend(remove_values(values, unused))
     _orphans(records, values, report, now - grace_period)
     return report

@@ -13,7 +13,8 @@ save's own copy is removed after the commit (``stored_copy`` explains why a
 concurrent delete or gc cannot remove the shared object meanwhile). The
 new row is otherwise as it would be; only the bytes are shared. Where the
 digest can be known before writing (``prehash``), a stored identical value
-is looked for first, and then nothing is written at all.
+is looked for first, and then nothing is written at all. ``dedup = false``
+turns all of this off: every save keeps its own copy, with no extra query.
 """
 
 from __future__ import annotations
@@ -62,16 +63,17 @@ def save(
     parents = lineage.parents(upstream)
     engine = records.engine()  # a wrong database fails before any write
     wanted = settings.serializer if serializer is None else serializer
-    known = prehash.digest_first(values, value, wanted, settings.checksum)
+    share = settings.dedup
+    known = prehash.digest_first(values, value, wanted, settings.checksum) if share else None
     if known is not None:  # an identical value may be stored: then nothing is uploaded
         row = new_row(name, {**known.columns(), "location": ""}, task)
-        if _publish(records, engine, row, parents, None):
+        if _publish(records, engine, row, parents, None, share):
             return _saved(records, row)
     written = value_io.write(values, value, name, settings.checksum, wanted, cache)
     location = written.location
     row = new_row(name, written.columns(), task)
     try:
-        _publish(records, engine, row, parents, location)
+        _publish(records, engine, row, parents, location, share)
     except CommitOutcomeUnknownError:
         if row["location"] != location:  # a row, if committed, points at the shared copy
             value_io.discard(values, location)
@@ -92,17 +94,19 @@ def _publish(
     row: dict[str, Any],
     parents: list[tuple[str, int]],
     own: str | None,
+    share: bool,
 ) -> bool:
     """Commit ``row`` pointing at a stored identical value, else at ``own`` (the value written).
 
     ``own`` None: the value was not written, so the row is committed only if
-    an identical value is stored; returns whether it was.
+    an identical value is stored; returns whether it was. ``share`` False:
+    ``own`` is kept without looking for a stored identical value.
     """
     dialect, name = engine.dialect.name, row["name"]
 
     def publish(tx: executor.Executor) -> None:
         row["version"] = allocate_version(tx, dialect, name)
-        shared = stored_copy(tx, row)
+        shared = stored_copy(tx, row) if share else None
         if shared is None and own is None:
             raise _NothingStored
         row["location"] = shared or own  # set again by every attempt

@@ -44,6 +44,20 @@ def delete_rows(conn: Connection, rows: Iterable[tuple[int, str]]) -> list[str]:
     return [location for location in locations if location not in used]
 
 
+def shared_elsewhere(conn: Connection, rows: Iterable[tuple[int, str]]) -> set[str]:
+    """The locations of the ``(id, location)`` rows that rows other than these reference too.
+
+    What deleting exactly these rows would leave in place (a dry-run gc's estimate).
+    """
+    rows = list(rows)
+    ids = {row_id for row_id, _ in rows}
+    found: set[str] = set()
+    for part in chunked(sorted({location for _, location in rows})):
+        query = select(_A.id, _A.location).where(_A.location.in_(part))
+        found.update(location for row_id, location in conn.execute(query) if row_id not in ids)
+    return found
+
+
 def referenced(conn: Connection, locations: Sequence[str]) -> set[str]:
     """Those of ``locations`` that some row of ``ll_artifacts`` references (index on location).
 

@@ -32,6 +32,7 @@ def upgrade() -> None:
             sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
             sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
             sa.PrimaryKeyConstraint("key", name=op.f("pk_ll_task_locks")),
+            sqlite_with_rowid=False,  # as the model: one b-tree page per lease change
         )
 
 
