@@ -19,14 +19,53 @@ catch ``ArtifactStoreError`` and know they have seen everything::
           └── CommitOutcomeUnknownError  the connection died during COMMIT
 
 Messages say what was asked, what was found and what to do; URLs in them are
-always shown with the password masked.
+always shown with the password masked. Where "what to do" is a call, the error
+carries it as ``Advice``: the Python call in its message, the ``linea-luigi``
+command in ``for_cli()``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Advice:
+    """An error's next step in the terms of each surface: a Python call, a shell command.
+
+    The store's errors reach a Python caller and a shell user alike; each is
+    told the step they can type (``store.list()`` / ``linea-luigi list``).
+    """
+
+    #: the step as Python (``str(error)`` ends with it)
+    python: str
+    #: the step as a ``linea-luigi`` command (``error.for_cli()`` ends with it)
+    cli: str
+
 
 class ArtifactStoreError(Exception):
-    """Root of every error raised by linea_luigi."""
+    """Root of every error raised by linea_luigi.
+
+    With ``advice``, the one argument is the fact and the message is the fact
+    followed by ``advice.python``; ``for_cli()`` puts ``advice.cli`` there instead.
+    """
+
+    #: what was found, without the advice (set with ``advice`` only)
+    fact: str = ""
+    #: the next step per surface; None when the message's advice suits every surface
+    advice: Advice | None = None
+
+    def __init__(self, *args: object, advice: Advice | None = None) -> None:
+        if advice is None:
+            super().__init__(*args)
+            return
+        (fact,) = args
+        self.fact, self.advice = str(fact), advice
+        super().__init__(f"{fact} {advice.python}")
+
+    def for_cli(self) -> str:
+        """The message as a shell user should read it: the advice as a command."""
+        return str(self) if self.advice is None else f"{self.fact} {self.advice.cli}"
 
 
 class ConfigError(ArtifactStoreError):

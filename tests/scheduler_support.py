@@ -42,6 +42,15 @@ LINEA_LUIGID = script("linea-luigid", "linea_luigi.integration.luigid as m; m.ma
 LUIGID = script("luigid", "luigi.cmdline as m; m.luigid()")
 
 
+def history_config(history_url: str, storage_dir: Path) -> str:
+    """luigi.cfg text: task history recorded in ``history_url``; artifacts share that database."""
+    return (
+        "[scheduler]\nrecord_task_history = true\n"
+        f"[task_history]\ndb_connection = {history_url}\n"
+        f"[artifact_store]\nartifact_storage_dir = {storage_dir}\n"
+    )
+
+
 def scheduler_env(tmp_path: Path, cfg: Path) -> dict[str, str]:
     """Environment for the scheduler and its workers: ``cfg`` is their only luigi.cfg."""
     env = dict(os.environ)

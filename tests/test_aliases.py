@@ -148,7 +148,7 @@ def test_cli_tag_and_untag(sqlite_url: str, storage_dir: Path) -> None:
     assert CliRunner().invoke(main, [*base, "tag", "model", "production"]).exit_code == 0
     assert s.aliases("model") == {"production": 1}
     refused = CliRunner().invoke(main, [*base, "delete", "model", "--version", "1", "--yes"])
-    assert refused.exit_code == 1 and "remove_alias" in refused.stderr
+    assert refused.exit_code == 1 and "`linea-luigi untag model production`" in refused.stderr
     untagged = CliRunner().invoke(main, [*base, "untag", "model", "production"])
     assert untagged.stdout.strip() == "removed model@production (was version 1)"
     missing = CliRunner().invoke(main, [*base, "tag", "model:9", "production"])

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -247,7 +248,10 @@ def test_example_is_the_deploy_config_seen_from_the_host(services: dict[str, Any
     core = ("core", "scheduler_host"), ("core", "scheduler_port")
     scheduler = host(f"{inside[core[0]]}:{inside[core[1]]}")
     assert scheduler == f"{outside[core[0]]}:{outside[core[1]]}" == "127.0.0.1:8082"
-    for key in set(inside) - set(core):
+    state = ("scheduler", "state_path")  # a server's folder inside; one any machine has outside
+    assert Path(inside[state]).parent == Path("/var/lib/luigi")
+    assert Path(outside[state]).parent.is_dir(), outside[state]
+    for key in set(inside) - set(core) - {state}:
         assert host(inside[key]) == outside[key], key
 
 
@@ -277,6 +281,7 @@ def test_example_documents_every_key() -> None:
             "serializer",
             "cache_dir",
             "cache_max_bytes",
+            "dedup",
             "task_lock",
             "task_lock_timeout",
         )
@@ -286,10 +291,22 @@ def test_example_documents_every_key() -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "db_host", "endpoint", "scheduler_host"),
+    ("path", "db_host", "endpoint", "scheduler_host", "state_path"),
     [
-        (DEPLOY_CFG, "postgres", "http://minio:9000", "linea-luigid"),
-        (EXAMPLE_CFG, "127.0.0.1", "http://127.0.0.1:9000", "127.0.0.1"),
+        (
+            DEPLOY_CFG,
+            "postgres",
+            "http://minio:9000",
+            "linea-luigid",
+            "/var/lib/luigi/state.pickle",
+        ),
+        (
+            EXAMPLE_CFG,
+            "127.0.0.1",
+            "http://127.0.0.1:9000",
+            "127.0.0.1",
+            "/tmp/linea-luigid-state.pickle",
+        ),
     ],
 )
 def test_config_parses_with_luigi_into_the_stack_settings(
@@ -298,6 +315,7 @@ def test_config_parses_with_luigi_into_the_stack_settings(
     db_host: str,
     endpoint: str,
     scheduler_host: str,
+    state_path: str,
 ) -> None:
     luigi_cfg(path.read_text())
     settings = ll.resolve_settings()
@@ -316,9 +334,90 @@ def test_config_parses_with_luigi_into_the_stack_settings(
     assert settings.checksum == "blake3"
     sched = luigi.scheduler.scheduler()
     assert sched.record_task_history is True
-    assert sched.state_path == "/var/lib/luigi/state.pickle"
+    assert sched.state_path == state_path
     core = luigi.interface.core()
     assert (core.scheduler_host, core.scheduler_port) == (scheduler_host, 8082)
+
+
+# -- the README's "without Docker" variant, as written ---------------------------------------
+
+README = ROOT / "README.md"
+#: programs the block may call by bare name: the system's, not the virtualenv's
+SYSTEM_PROGRAMS = {"python3", "psql", "curl", "export", "linea_ready", "kill"}
+#: the words of the shell function ``linea_ready() { until curl ...; do sleep 1; done; }``
+SHELL_WORDS = {"linea_ready()", "do", "done", "}"}
+
+
+def readme_without_docker() -> tuple[list[str], list[tuple[str, str, str]]]:
+    """The commands of the README's "Without Docker" block, and its table's config lines.
+
+    Commands are joined across ``\\`` continuations, comments dropped; each table
+    line is (section, key, value) as the table writes it.
+    """
+    text = README.read_text()
+    start = text.index("**Without Docker**")
+    section = text[start : text.index("\n### ", start)]
+    block = section[section.index("```bash\n") + 8 :]
+    block = block[: block.index("```")].replace("\\\n", " ")
+    commands = [re.sub(r"\s+#\s.*$", "", line).strip() for line in block.splitlines()]
+    table = re.findall(r"^\| [^|]+\| `\[(\w+)\] (\w+) = ([^`]+)`", section, re.M)
+    return [c for c in commands if c], table
+
+
+def test_the_guide_names_programs_and_files_that_exist() -> None:
+    """Every program is the virtualenv's (or a system tool), every file is in the repository."""
+    commands, _ = readme_without_docker()
+    venv_bin = Path(sys.executable).parent
+    named = set()
+    for command in commands:
+        for part in re.split(r"&&|;|&(?!&)", command):
+            words = part.split()
+            while words and "=" in words[0] and not words[0].startswith("-"):
+                words = words[1:]  # VAR=value before a command
+            if not words:
+                continue
+            program = words[0]
+            if program.startswith(".venv/bin/"):
+                named.add(program.removeprefix(".venv/bin/"))
+            else:
+                assert program in SYSTEM_PROGRAMS | SHELL_WORDS, f"{program!r}: use .venv/bin/"
+            for word in words[1:]:
+                if re.fullmatch(r"(deploy|examples)/[\w./-]+|luigi\.cfg\.example", word):
+                    assert (ROOT / word).is_file(), word
+    assert named == {"pip", "moto_server", "python", "linea-luigid"}
+    for program in named:  # pip installed them here as the block's first line does there
+        assert (venv_bin / program).is_file(), program
+    assert any(c.startswith("python3 -m venv .venv &&") for c in commands)
+    assert "moto[server]" in commands[0]
+    assert any("LUIGI_CONFIG_PATH=$PWD/luigi.cfg.example" in c for c in commands)
+
+
+def test_the_guide_table_names_the_lines_of_the_example() -> None:
+    """The table's lines are the example's own; its commands use the same ports."""
+    commands, table = readme_without_docker()
+    example = cfg_items(read_cfg(EXAMPLE_CFG))
+    rows = {(sec, key): value.strip() for sec, key, value in table}
+    assert set(rows) == set(CHANGED_FOR_A_RUN) | {("artifact_store", "artifact_storage_dir")}
+    for key, value in rows.items():
+        assert example[key] == value, key
+    joined = "\n".join(commands)
+    endpoint = json.loads(example["artifact_store", "storage_options"])
+    s3_port = urllib.parse.urlsplit(endpoint["client_kwargs"]["endpoint_url"]).port
+    assert f"moto_server -H 127.0.0.1 -p {s3_port}" in joined
+    db = sa.make_url(example["task_history", "db_connection"])
+    assert f"CREATE ROLE {db.username} LOGIN" in joined
+    assert f"CREATE DATABASE {db.database} OWNER {db.username}" in joined
+    assert f"PGPASSWORD={db.username}" in joined
+    assert f"linea-luigid --address 127.0.0.1 --port {example['core', 'scheduler_port']}" in joined
+
+
+#: what a run on shared machines changes in luigi.cfg.example: the README's table, less the bucket
+CHANGED_FOR_A_RUN = (
+    ("task_history", "db_connection"),
+    ("artifact_store", "storage_options"),
+    ("core", "scheduler_port"),
+    ("scheduler", "state_path"),
+)
 
 
 # -- the README's "without Docker" variant, for real --------------------------------------
@@ -380,9 +479,14 @@ def test_the_stack_without_docker_runs_the_example(
     )
     cfg["core"]["scheduler_port"] = str(port)
     cfg["scheduler"]["state_path"] = str(tmp_path / "unused-state.pickle")
+    changed = {k for k, v in cfg_items(cfg).items() if cfg_items(read_cfg(EXAMPLE_CFG))[k] != v}
+    assert changed == set(CHANGED_FOR_A_RUN)  # the README's table names every line to change
     cfg_path = tmp_path / "luigi.cfg"
     with open(cfg_path, "w") as fh:
         cfg.write(fh)
+    commands, _ = readme_without_docker()
+    scripts = [c.split()[1] for c in commands if c.startswith(".venv/bin/python ")]
+    assert scripts == ["deploy/create_bucket.py", "examples/pipeline.py", "examples/retrieve.py"]
     (tmp_path / "home").mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LINEA_LUIGI_", "AWS_"))}
     env.update(

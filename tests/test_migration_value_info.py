@@ -180,7 +180,7 @@ def test_show_handles_rows_without_value_info(
 
     as_json = CliRunner().invoke(main, [*base, "show", "array:0", "--json"])
     assert as_json.exit_code == 0, as_json.output
-    [doc] = json.loads(as_json.stdout)
+    doc = json.loads(as_json.stdout)
     assert (doc["name"], doc["version"], doc["serializer"]) == ("array", 0, "cloudpickle")
     assert doc["value_type"] is None and doc["libraries"] is None
     assert doc["preview"]["kind"] == "pickle"

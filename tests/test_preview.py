@@ -191,7 +191,7 @@ def test_show_prints_the_preview_and_show_json_is_the_api_document(site: Site) -
     assert "bell\\x1b[2J" in out
 
     doc, _ = site.api("frame")
-    assert json.loads(site.cli("show", "frame", "--json"))[0] == doc
+    assert json.loads(site.cli("show", "frame", "--json")) == doc
 
 
 def test_a_damaged_parquet_file_is_described_not_raised(site: Site) -> None:
@@ -262,7 +262,7 @@ def test_a_planted_pickle_is_never_opened_by_page_api_or_show(site: Site) -> Non
     assert doc["preview"] == {"kind": "pickle", "note": note}
     assert doc["value_type"] == f"{__name__}.Trap"
     assert note in site.cli("show", "trap")
-    assert json.loads(site.cli("show", "trap", "--json"))[0]["preview"]["kind"] == "pickle"
+    assert json.loads(site.cli("show", "trap", "--json"))["preview"]["kind"] == "pickle"
     assert not site.mark.exists()
     site.store.load("trap")  # the trap is real: loading it leaves the mark
     assert site.mark.exists()

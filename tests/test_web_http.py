@@ -240,7 +240,7 @@ def test_version_api_is_the_cli_show_document(site: Site) -> None:
         cli_main, ["--db-url", site.db_url, "--storage-dir", _root(site), "show", "model", "--json"]
     )
     assert cli.exit_code == 0, cli.output
-    assert doc == json.loads(cli.output)[0]
+    assert doc == json.loads(cli.output)
     aliased = site.json("/api/artifacts/model/production")
     assert aliased["version"] == 1 and aliased["aliases"] == ["production"]
     assert aliased["upstream"] == [{"name": "model", "version": 0}]

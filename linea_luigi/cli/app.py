@@ -28,12 +28,14 @@ from ..store.default import artifact_store
 
 
 def one_line(message: str | BaseException) -> str:
-    """An error's message as the CLI shows it: one line, credentials masked.
+    """An error's message as the CLI shows it: one line, credentials masked, advice as commands.
 
-    Masking never spans whitespace, so masking before or after joining the
-    lines gives the same text.
+    Our errors give their next step as the ``linea-luigi`` command here
+    (``ArtifactStoreError.for_cli``), not the Python call. Masking never spans
+    whitespace, so masking before or after joining the lines gives the same text.
     """
-    return " ".join(mask_secrets(str(message)).split())
+    text = message.for_cli() if isinstance(message, ArtifactStoreError) else str(message)
+    return " ".join(mask_secrets(text).split())
 
 
 class Failure(click.ClickException):

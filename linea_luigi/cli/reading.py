@@ -13,6 +13,7 @@ import io
 import os
 import pickle
 import reprlib
+import shlex
 import sys
 from collections.abc import Iterable, Iterator
 
@@ -63,40 +64,59 @@ def list_(ctx: click.Context, pattern: str | None, as_json: bool) -> None:
     _write_artifacts(Options.of(ctx).store().iter_list(pattern, page_size=PAGE_SIZE), as_json)
 
 
+def _aliases_by_version(store: ArtifactStore, name: str) -> dict[int, list[str]]:
+    """The aliases of ``name``, sorted, under the version each points at."""
+    found: dict[int, list[str]] = {}
+    for alias, version in store.aliases(name).items():  # sorted by alias
+        found.setdefault(version, []).append(alias)
+    return found
+
+
 @main.command()
 @click.argument("name")
-@_JSON
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array, oldest first.")
 @click.pass_context
 def versions(ctx: click.Context, name: str, as_json: bool) -> None:
-    """Every version of NAME, oldest first."""
+    """Every version of NAME, oldest first, with the aliases that point at each."""
     store = Options.of(ctx).store()
     found = store.versions(name)
-    if not found:
-        store.get(name)  # raises the helpful "no such name, did you mean" error
-    _write_artifacts(found, as_json)
+    if not found:  # NAME@ALIAS stands for its name; no name at all raises "no such name"
+        name = store.get(name).name
+        found = store.versions(name)
+    aliases = _aliases_by_version(store, name)
+    if as_json:
+        docs = (
+            {**documents.artifact_json(a), "aliases": aliases.get(a.version, [])} for a in found
+        )
+        render.stream_json_array(docs, _out)
+        click.echo()
+        return
+    rows = (render.version_row(a, aliases.get(a.version, [])) for a in found)
+    render.stream_table(rows, render.VERSION_COLUMNS, click.echo)
 
 
 @main.command()
 @click.argument("spec", metavar="NAME[:VERSION]")
-@_JSON
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the detail document (one JSON object)."
+)
 @click.pass_context
 def show(ctx: click.Context, spec: str, as_json: bool) -> None:
-    """Everything recorded about one version: storage, task, lineage, runs, a preview."""
+    """Everything recorded about one version: storage, aliases, task, lineage, runs, a preview."""
     store = Options.of(ctx).store()
     a = _get(store, spec)
     up = store.upstream(a.name, a.version)
     down = store.downstream(a.name, a.version)
     runs = store.task_runs(a.name, a.version)
     preview = store.preview(a)
-    if as_json:
-        aliases = sorted(k for k, v in store.aliases(a.name).items() if v == a.version)
-        doc = documents.detail_json(a, up, down, runs, aliases, preview)
-        render.stream_json_array([doc], _out)
-        click.echo()
+    aliases = _aliases_by_version(store, a.name).get(a.version, [])
+    if as_json:  # the document of /api/artifacts/<name>/<version>
+        click.echo(render.json_text(documents.detail_json(a, up, down, runs, aliases, preview)))
         return
     rows = [
         ("name", a.name),
         ("version", str(a.version)),
+        ("aliases", ", ".join(aliases) or "-"),
         ("created", documents.iso_utc(a.created_at) or "-"),
         ("location", a.uri),
         ("size", f"{human_size(a.size_bytes)} ({a.size_bytes} bytes)"),
@@ -164,7 +184,7 @@ def get(ctx: click.Context, spec: str, output: str | None) -> None:
         if output is None:
             click.echo(_bounded_repr(value))
             return
-        data, fits, kind = _encode(value)
+        data, fits, kind = _encode(value, a)
         _check_extension(output, a, _type_name(a, value), fits, kind)
     _write(output, data)
     click.echo(f"wrote {a.name}:{a.version} to {output} ({kind}, {human_size(len(data))})")
@@ -219,8 +239,8 @@ def _bounded_repr(value: object) -> str:
     return text if len(text) <= REPR_LIMIT else text[: REPR_LIMIT - 1] + "…"
 
 
-def _encode(value: object) -> tuple[bytes, str, str]:
-    """The file bytes for a value, the extension they fit, and what format they are in."""
+def _encode(value: object, a: Artifact) -> tuple[bytes, str, str]:
+    """The file bytes for ``a``'s value, the extension they fit, and what format they are in."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value), ".bin", "raw bytes"
     if isinstance(value, str):
@@ -235,7 +255,8 @@ def _encode(value: object) -> tuple[bytes, str, str]:
     except Exception as err:
         raise SerializationError(
             f"The value ({type(value).__name__}) cannot be written as a plain pickle: {err}. "
-            "Load it in Python with ll.load() instead."
+            f"`linea-luigi get {shlex.quote(f'{a.name}:{a.version}')}` without -o prints its "
+            "repr; only Python can load it whole (ll.load)."
         ) from err
 
 

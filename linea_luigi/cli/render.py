@@ -21,6 +21,8 @@ from ..web.documents import short_time
 WIDTH_SAMPLE = 500
 
 TABLE_COLUMNS = ("NAME", "VERSION", "CREATED", "SIZE", "TASK")
+#: ``versions``: the table's columns and the aliases that point at each version
+VERSION_COLUMNS = (*TABLE_COLUMNS, "ALIASES")
 #: widest preview cell in a terminal (``show --json`` carries up to 200 characters)
 PREVIEW_CELL = 32
 
@@ -33,6 +35,11 @@ def table_row(a: Artifact) -> tuple[str, ...]:
         human_size(a.size_bytes),
         a.task_id or "-",
     )
+
+
+def version_row(a: Artifact, aliases: Sequence[str]) -> tuple[str, ...]:
+    """``table_row`` and the aliases that point at the version (``-``: none)."""
+    return (*table_row(a), ",".join(aliases) or "-")
 
 
 def stream_table(
@@ -60,12 +67,17 @@ def stream_table(
     return count
 
 
+def json_text(obj: dict[str, Any], indent: int | None = 2) -> str:
+    """One JSON object as ``--json`` prints it: sorted keys, indented unless ``indent`` is None."""
+    return json.dumps(obj, default=str, sort_keys=True, indent=indent)
+
+
 def stream_json_array(objects: Iterable[dict[str, Any]], write: Callable[[str], None]) -> None:
-    """One JSON array, written object by object (valid JSON even when empty)."""
+    """One JSON array, written object by object, one per line (valid JSON even when empty)."""
     write("[")
     first = True
     for obj in objects:
-        write(("\n  " if first else ",\n  ") + json.dumps(obj, default=str, sort_keys=True))
+        write(("\n  " if first else ",\n  ") + json_text(obj, indent=None))
         first = False
     write("\n]" if not first else "]")
 

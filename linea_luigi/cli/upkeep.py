@@ -17,7 +17,7 @@ from ..model import human_size
 from ..names import ALL, parse_version_text
 from ..settings import resolve_settings
 from ..settings.urls import mask_url, parse_db_url
-from .app import Failure, Options, main, one_line
+from .app import Options, main, one_line
 from .params import COUNT, parse_spec
 
 
@@ -33,19 +33,25 @@ from .params import COUNT, parse_spec
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def delete(ctx: click.Context, name: str, version: str, yes: bool) -> None:
-    """Delete one version, the latest or all versions of NAME (rows, then values)."""
+    """Delete one version, the latest or all versions of NAME (rows, then values).
+
+    Answering no to the question is not a failure: "Nothing deleted.", status 0.
+    """
     store = Options.of(ctx).store()
     spec = parse_version_text(version, allow_all=True)
     if spec == ALL:
         count = len(store.versions(name))
-        if count == 0:
-            store.get(name)  # raises the helpful "no such name" error
+        if count == 0:  # NAME@ALIAS stands for its name; no name at all raises "no such name"
+            name = store.get(name).name
+            count = len(store.versions(name))
         what = f"all {count} version(s) of {name!r}"
     else:  # "latest" is pinned now, so what is confirmed is what gets deleted
-        spec = store.get(name, spec).version
+        found = store.get(name, spec)
+        name, spec = found.name, found.version
         what = f"{name!r} version {spec}"
     if not yes and not click.confirm(f"Delete {what}?", default=False, err=True):
-        raise Failure("Nothing deleted.")
+        click.echo("Nothing deleted.")
+        return
     deleted = store.delete(name, spec)
     click.echo(f"deleted {deleted} version(s) of {name!r}")
 
@@ -140,7 +146,8 @@ def gc(
     )
     verb = "would delete" if dry_run else "deleted"
     for a in report.versions:
-        click.echo(f"{verb} {a.name} v{a.version}  {human_size(a.size_bytes)}  {a.uri}")
+        kept = "  (value shared with other versions: stays)" if a.location in report.shared else ""
+        click.echo(f"{verb} {a.name} v{a.version}  {human_size(a.size_bytes)}  {a.uri}{kept}")
     for o in report.orphans:
         click.echo(f"{verb} orphan value  {human_size(o.size_bytes)}  {o.uri}")
     if report.young_orphans:

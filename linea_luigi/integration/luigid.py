@@ -4,16 +4,19 @@ The same options, handlers and visualiser as ``luigid`` (``luigi.cmdline.luigid`
 The one difference: with ``[scheduler] record_task_history = true`` the
 scheduler records into ``linea_luigi.DbTaskHistory`` (SQLAlchemy 2, psycopg2,
 the artifact database by default) instead of Luigi's, which fails on
-SQLAlchemy 2.1. Without it, this is exactly ``luigid``.
+SQLAlchemy 2.1. Without it, it schedules exactly as ``luigid``.
 
 It also serves the artifact browser (``linea_luigi.web``) under ``/artifacts``
-and ``/api/artifacts``, read-only, on the same port.
+and ``/api/artifacts``, read-only, on the same port, and Luigi's pages through
+``luigi_pages``: HEAD answered, a 404 that explains when history is off, no
+asset fetched from another host. It warns at start when the state file's
+folder is missing (Luigi only says so at shutdown, when the state is lost).
 
 How it is injected, without patching Luigi: ``Scheduler`` takes a
 ``task_history_impl`` that overrides the config, so we build
 ``Scheduler(task_history_impl=DbTaskHistory())``; Luigi's ``server.app``
-builds the tornado application with all of Luigi's handlers, and we add the
-browser's rules to it, then run the few steps of ``luigi.server.run`` (which
+builds the tornado application with all of Luigi's handlers, we adapt them
+and add the browser's rules to it, then run the few steps of ``luigi.server.run`` (which
 cannot take extra handlers). The scheduler is built inside the served
 process (after ``--background`` has forked), so no database connection
 crosses a fork.
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -37,6 +41,7 @@ from .. import web
 from ..errors import ArtifactStoreError
 from ..settings import resolve_settings
 from ..settings.urls import mask_secrets
+from . import luigi_pages
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +103,12 @@ def serve(api_port: int = 8082, address: str | None = None, unix_socket: str | N
         message = mask_secrets(str(err))
         log.error("linea-luigid cannot start: %s", message)
         raise SystemExit(f"linea-luigid: {message}") from None
+    warn_if_state_unsaved()
     scheduler.load()
+    history = catalog.history_url is not None
     application = luigi.server.app(scheduler)  # type: ignore[no-untyped-call]
-    application.add_handlers(
-        r".*", web.routes(catalog, history_pages=catalog.history_url is not None)
-    )
+    luigi_pages.adapt(application, history=history)
+    application.add_handlers(r".*", web.routes(catalog, history_pages=history))
     if unix_socket is not None:
         sockets = [tornado.netutil.bind_unix_socket(unix_socket)]
     else:
@@ -127,6 +133,25 @@ def serve(api_port: int = 8082, address: str | None = None, unix_socket: str | N
             signal.signal(sig, stop)
     log.info("Scheduler starting up; artifacts browsable at /artifacts")
     tornado.ioloop.IOLoop.current().start()
+
+
+def warn_if_state_unsaved() -> None:
+    """Say at start, not only at shutdown, when the scheduler's state cannot be saved.
+
+    Luigi creates no folder for ``[scheduler] state_path`` and logs "Failed saving
+    scheduler state" when it stops, after the state is lost.
+    """
+    import luigi.scheduler
+
+    path = os.path.abspath(luigi.scheduler.scheduler().state_path)  # type: ignore[no-untyped-call]
+    folder = os.path.dirname(path)
+    if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+        log.warning(
+            "The scheduler's state will not be saved: the folder of [scheduler] state_path %s "
+            "is missing or not writable. Create it, or set state_path (or --state-path) to a "
+            "file in a folder this user can write.",
+            path,
+        )
 
 
 def build_catalog(scheduler: Any) -> web.Catalog:

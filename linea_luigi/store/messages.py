@@ -3,11 +3,14 @@
 Kept apart from ``ArtifactStore`` so its methods read as the order of
 operations. The builders that look at the database (which versions or names
 exist) run inside the caller's transaction, only once a lookup has failed.
+A next step that is a call comes as ``Advice``: the Python call, and the
+``linea-luigi`` command the CLI shows instead.
 """
 
 from __future__ import annotations
 
 import difflib
+import shlex
 from collections.abc import Iterable
 
 from sqlalchemy import Connection, select
@@ -16,6 +19,7 @@ from ..db.queries import aliases
 from ..db.queries.artifacts import lookup_params, probe
 from ..db.schema import ARTIFACTS
 from ..errors import (
+    Advice,
     ArtifactInUseError,
     ArtifactNotFoundError,
     ChecksumMismatchError,
@@ -37,7 +41,10 @@ def not_found(
         close = difflib.get_close_matches(name, names, n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         return ArtifactNotFoundError(
-            f"No artifact named {name!r} in {store}.{hint} `store.list()` shows every name."
+            f"No artifact named {name!r} in {store}.{hint}",
+            advice=Advice(
+                "`store.list()` shows every name.", "`linea-luigi list` shows every name."
+            ),
         )
     if key is not None:
         return ArtifactNotFoundError(
@@ -57,8 +64,11 @@ def no_alias(conn: Connection, store: str, name: str, alias: str) -> ArtifactNot
         if conn.scalar(probe(True, False), lookup_params(name, LATEST, None)) is None:
             return not_found(conn, store, name, LATEST, None)
         return ArtifactNotFoundError(
-            f"Artifact {name!r} has no aliases; set one with "
-            f"store.set_alias({name!r}, <version>, {alias!r})."
+            f"Artifact {name!r} has no aliases; set one with",
+            advice=Advice(
+                f"store.set_alias({name!r}, <version>, {alias!r}).",
+                f"{command('tag', f'{name}:VERSION', alias)}.",
+            ),
         )
     close = difflib.get_close_matches(alias, list(known), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -72,10 +82,15 @@ def in_use(aliased: list[tuple[str, str, int]]) -> ArtifactInUseError:
     """A delete refused because aliases ``(name, alias, version)`` point at the versions."""
     pointers = ", ".join(f"{n}@{a} -> v{v}" for n, a, v in aliased)
     name, alias, _ = aliased[0]
+    move, remove = "Move the alias to another version", "or remove it"
     return ArtifactInUseError(
-        f"Refusing to delete: aliases point at it ({pointers}). Move the alias to another "
-        f"version (store.set_alias({name!r}, <version>, {alias!r})) or remove it "
-        f"(store.remove_alias({name!r}, {alias!r})), then delete."
+        f"Refusing to delete: aliases point at it ({pointers}).",
+        advice=Advice(
+            f"{move} (store.set_alias({name!r}, <version>, {alias!r})) {remove} "
+            f"(store.remove_alias({name!r}, {alias!r})), then delete.",
+            f"{move} ({command('tag', f'{name}:VERSION', alias)}) {remove} "
+            f"({command('untag', name, alias)}), then delete.",
+        ),
     )
 
 
@@ -87,6 +102,12 @@ def deleted_meanwhile(artifact: Artifact) -> ArtifactNotFoundError:
         "up again to load what exists now."
     )
 
+
+#: a version or identity key asked of ``name@alias``, which already names one version
+ALIAS_ALONE = Advice(
+    "pass no version or key.",
+    "give NAME@ALIAS alone (`delete` with --version latest), or NAME with a version.",
+)
 
 _RESTORE = "Restore the file from a backup, or delete this version and rerun the task that made it."
 
@@ -119,6 +140,11 @@ def columns_need_parquet(artifact: Artifact) -> InvalidArgumentError:
         f"v{artifact.version} is stored with {artifact.serializer} "
         f"({artifact.value_type or 'type not recorded'}). Load it whole (no columns=)."
     )
+
+
+def command(*words: str) -> str:
+    """A ``linea-luigi`` command line in backquotes, each word quoted for a POSIX shell."""
+    return "`" + " ".join(["linea-luigi", *map(shlex.quote, words)]) + "`"
 
 
 def span(versions: Iterable[int]) -> str:

@@ -1,6 +1,6 @@
 """The artifact browser that ``linea-luigid`` serves beside Luigi's own pages.
 
-Read-only by construction: the handlers answer ``GET`` only, read metadata
+Read-only by construction: the handlers answer ``GET`` (and ``HEAD``) only, read metadata
 through ``reader`` and never load a value (unpickling stored bytes is code
 execution, and a scheduler must never run the code its workers stored).
 

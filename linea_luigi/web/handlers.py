@@ -1,6 +1,6 @@
 """Tornado handlers: HTML pages under ``/artifacts`` and JSON under ``/api/artifacts``.
 
-Every handler answers GET only (tornado answers 405 to anything else). The
+Every handler answers GET and HEAD only (tornado answers 405 to anything else). The
 database (and the storage, for a value's preview) is read on a small thread
 pool, so a slow query or a slow bucket never stalls the scheduler's own RPCs
 on the IOLoop. Errors map to statuses: unknown name or
@@ -140,6 +140,10 @@ class _Handler(tornado.web.RequestHandler):
             message = mask_secrets(str(err))
             log.warning("artifact browser %s: %s", self.request.path, message)
             self.send_error(_status_of(err), message=message)
+
+    async def head(self, *args: str) -> None:
+        """GET's status and headers (monitoring probes); tornado sends no body."""
+        await self.get(*args)
 
     #: the handler's own GET, given the decoded path arguments
     respond: Callable[..., Awaitable[None]]

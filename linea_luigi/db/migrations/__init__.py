@@ -34,6 +34,7 @@ to ``'3'``, which those releases refuse.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 #: Alembic's version table, named for this project
@@ -44,3 +45,10 @@ BASELINE = "0001_baseline"
 HEAD = "0005_shared_values"
 #: the folder Alembic reads ``env.py`` and ``versions/`` from
 LOCATION = Path(__file__).resolve().parent
+
+#: Alembic 1.18+ logs "setup plugin ..." at INFO for each built-in plugin when it is
+#: imported: seven lines of noise in every process that migrates, linea-luigid's start-up
+#: included. Quietened unless an application set that logger's level itself.
+_PLUGINS_LOG = logging.getLogger("alembic.runtime.plugins")
+if _PLUGINS_LOG.level == logging.NOTSET:
+    _PLUGINS_LOG.setLevel(logging.WARNING)
