@@ -2,13 +2,10 @@
 
 The suite runs one pandas; a worker elsewhere may run the other major version
 (2.2 beside 3.x, or 3.x beside 2). ``other_env()`` makes a virtual environment
-with that pandas, a pyarrow and numpy of its time, and this package's own
-dependencies, once per set of requirements: it is kept in a cache folder keyed
-by them (``LINEA_LUIGI_TEST_CACHE``, else ``~/.cache/linea-luigi-tests``), so
-only the first run pays for the install (pip's cache makes even that short).
-This checkout's ``linea_luigi`` is put on the child's ``PYTHONPATH`` (as an
-editable install would) rather than installed, so one cached environment
-serves every checkout, CI's fresh clone included.
+(``venv_support``: cached, this checkout on its ``PYTHONPATH``) with that pandas,
+a pyarrow and numpy of its time, this package's own dependencies, and what the
+suite's serializer and format tests import, so ``tests/test_compat_matrix.py``
+can run those tests there too.
 
 The module is also the child's program (``python -m cross_version_support``):
 it loads or saves a frame with ``linea_luigi`` and prints JSON, with
@@ -18,60 +15,60 @@ imported only inside functions, so the child gets its own.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
 import math
-import os
-import shutil
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-TESTS = Path(__file__).resolve().parent
-CACHE = Path(
-    os.environ.get("LINEA_LUIGI_TEST_CACHE") or Path.home() / ".cache" / "linea-luigi-tests"
+from venv_support import (
+    CachedEnv,
+    EnvironmentUnavailable,
+    EnvSpec,
+    cached_env,
+    dependencies,
+    tools,
 )
+
+__all__ = [
+    "EnvironmentUnavailable",
+    "OtherEnv",
+    "canonical",
+    "other_env",
+    "requirements",
+    "sample_frame",
+    "suite_pandas_major",
+]
+
 #: the other major version of pandas, with a pyarrow and numpy released beside it
 OTHER = {
     3: ["pandas==2.2.3", "numpy~=2.1.0", "pyarrow~=18.1"],
     2: ["pandas>=3.0,<4", "numpy>=2.3", "pyarrow>=21"],
 }
-MARKER = "ready.json"
-
-
-class EnvironmentUnavailable(Exception):
-    """The second environment could not be made (no registry, a failed install)."""
+#: what the serializer and format tests import besides the pandas stack, at the declared bounds
+FORMAT_TOOLS = ("pytest", "moto", "polars", "duckdb")
 
 
 @dataclass(frozen=True)
 class OtherEnv:
-    """A ready environment: its interpreter and what it runs."""
+    """A ready environment with the other pandas, and that pandas' version."""
 
-    python: Path
+    env: CachedEnv
     pandas_version: str
-    #: seconds spent creating it in this process; None when it was found in the cache
-    built_in_s: float | None
+
+    @property
+    def python(self) -> Path:
+        return self.env.python
+
+    @property
+    def built_in_s(self) -> float | None:
+        return self.env.built_in_s
 
     def run(self, *args: str, cwd: Path, timeout: float = 300) -> Any:
         """Run this module in the environment with ``args``; its printed JSON document."""
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "VIRTUAL_ENV")}
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(TESTS)])
-        child = subprocess.run(
-            [str(self.python), "-m", "cross_version_support", *args],
-            env=env,
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        child = self.env.run(["-m", "cross_version_support", *args], cwd=cwd, timeout=timeout)
         if child.returncode != 0:
             raise AssertionError(f"the child failed ({child.returncode}):\n{child.stderr}")
         return json.loads(child.stdout.splitlines()[-1])
@@ -82,60 +79,17 @@ def suite_pandas_major() -> int:
 
 
 def requirements() -> list[str]:
-    """This package's dependencies (its installed metadata) plus the other pandas' pins."""
-    own = [
-        r
-        for r in metadata.requires("linea-luigi") or []
-        if "extra ==" not in r.replace('"', "").replace("'", "")
-    ]
-    return sorted(own) + OTHER[suite_pandas_major()]
+    """This package's dependencies, the format tests' tools and the other pandas' pins."""
+    return sorted(dependencies()) + tools(*FORMAT_TOOLS) + OTHER[suite_pandas_major()]
 
 
 def other_env() -> OtherEnv:
     """The environment for the other pandas, made now unless the cache has it."""
-    reqs = requirements()
-    key = hashlib.sha256(json.dumps([sys.version, reqs]).encode()).hexdigest()[:16]
-    folder = CACHE / f"pandas-not-{suite_pandas_major()}-{key}"
-    python = folder / "bin" / "python"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with _locked(CACHE / f"{folder.name}.lock"):  # one builder at a time, others wait
-        marker = folder / MARKER
-        if marker.exists():
-            ready = json.loads(marker.read_text())
-            return OtherEnv(python, ready["pandas"], None)
-        started = time.monotonic()
-        shutil.rmtree(folder, ignore_errors=True)  # a half-made one from a killed run
-        _step([sys.executable, "-m", "venv", str(folder)], "create the environment")
-        _step(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *reqs],
-            f"install {' '.join(reqs)}",
-        )
-        version = _step(
-            [str(python), "-c", "import pandas; print(pandas.__version__)"], "import pandas"
-        ).strip()
-        marker.write_text(json.dumps({"pandas": version, "requirements": reqs}))
-        return OtherEnv(python, version, time.monotonic() - started)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _step(command: list[str], what: str) -> str:
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise EnvironmentUnavailable(f"could not {what}: {exc}") from exc
-    if done.returncode != 0:
-        tail = "\n".join((done.stderr or done.stdout).splitlines()[-15:])
-        raise EnvironmentUnavailable(f"could not {what} (exit {done.returncode}):\n{tail}")
-    return done.stdout
+    spec = EnvSpec(
+        f"pandas-not-{suite_pandas_major()}", Path(sys.executable), tuple(requirements())
+    )
+    env = cached_env(spec)
+    return OtherEnv(env, env.versions(["pandas"])["pandas"])
 
 
 # -- the frame, and a form of it both pandas versions print alike ------------------------------
