@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from typing import Any
 
@@ -440,6 +441,12 @@ def _scheduler_address(options: dict[str, Any]) -> str | None:
     return f"http://{core.scheduler_host}:{core.scheduler_port}"
 
 
+def _this_python() -> str:
+    """The interpreter running this, as the user would type it (``.venv/bin/python``)."""
+    relative = os.path.relpath(sys.executable)
+    return sys.executable if relative.startswith("..") else relative
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the pipeline and print what ran and the scores."""
     args = parse_args(argv)
@@ -474,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if address:
         print(f"task history: {address}/history")
-    print("retrieve the outputs with: python examples/retrieve.py")
+    print(f"retrieve the outputs with: {_this_python()} examples/retrieve.py")
     return 0
 
 
