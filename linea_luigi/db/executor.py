@@ -300,8 +300,9 @@ def run(
             if lost:
                 _drop(engine, attempt.conn)
                 # a connection that died while idle (a restarted server): once more on a
-                # new one, unless a write had begun (its outcome would be unknown)
-                if not began and not reconnected:
+                # new one, unless a write had begun (its outcome would be unknown), a
+                # single-statement write included
+                if not began and not attempt.committing and not reconnected:
                     reconnected = True
                     continue
             if facts.sqlite and is_lock_error(err):
