@@ -201,8 +201,8 @@ class _Buffer:
         if size >= _THREAD_MIN and hasattr(mmap, "MAP_ANONYMOUS"):
             flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
             self._memory = mmap.mmap(-1, size, flags=flags)
-            # huge pages, as numpy asks for its arrays: a 4 KiB page fault per
-            # 4 KiB read costs more than the read (measured: .npy load 1.85x -> 1.17x)
+            # huge pages, as numpy asks for its arrays: fewer, larger pages to populate
+            # (a frame's 181 MiB verified read 0.082 -> 0.050 s; bench/RESULTS.md, issue 15)
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 self._memory.madvise(mmap.MADV_HUGEPAGE)
             self.view = memoryview(self._memory)
