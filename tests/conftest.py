@@ -15,6 +15,7 @@ from pathlib import Path
 import luigi.configuration
 import pytest
 import sqlalchemy as sa
+from ci_support import unavailable
 from fault_support import S3_ENV, fresh_bucket, moto_s3
 from luigi.configuration.cfg_parser import LuigiConfigParser
 
@@ -100,10 +101,7 @@ def pg_url() -> Iterator[str]:
     """
     problem = _pg_reachable()
     if problem is not None:
-        message = f"PostgreSQL at {PG_ADMIN_URL} is unreachable: {problem}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"PostgreSQL at {PG_ADMIN_URL} is unreachable: {problem}")
     name = f"ll_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

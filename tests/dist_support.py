@@ -14,7 +14,6 @@ under the name ``distributions``.
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 import tarfile
@@ -22,9 +21,9 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
+from ci_support import unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 #: what ``build`` prints when the isolated environment's requirements did not install
@@ -66,13 +65,6 @@ class Distributions:
             if handle is None:
                 raise FileNotFoundError(name)
             return handle.read()
-
-
-def unavailable(reason: str) -> NoReturn:
-    """A missing prerequisite: a skip on a developer machine, a failure in CI."""
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session", name="distributions")

@@ -26,9 +26,10 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import pytest
+from ci_support import unavailable
 from luigi_support import REPO, run_python, write_module
 from scheduler_support import LINEA_LUIGID, scheduler_env, scheduler_process
 
@@ -69,13 +70,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TIMEOUT_MS = 15_000
 
 
-def _unavailable(message: str) -> NoReturn:
-    """Skip on a developer machine; fail in CI, where the browser test must run."""
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def chromium_path() -> str | None:
     for name in ("chromium", "chromium-browser"):
         found = shutil.which(name)
@@ -90,10 +84,10 @@ def browser() -> Iterator[Browser]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as err:
-        _unavailable(f"playwright is not importable ({err}): pip install -e '.[test]'")
+        unavailable(f"playwright is not importable ({err}): pip install -e '.[test]'")
     executable = chromium_path()
     if executable is None:
-        _unavailable("headless Chromium not installed: apt-get install chromium (see README)")
+        unavailable("headless Chromium not installed: apt-get install chromium (see README)")
     with sync_playwright() as pw:
         launched = pw.chromium.launch(executable_path=executable, headless=True)
         try:

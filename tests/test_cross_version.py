@@ -11,12 +11,12 @@ to fix. In CI a second environment that cannot be made fails the tests.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from ci_support import unavailable
 from cross_version_support import (
     EnvironmentUnavailable,
     OtherEnv,
@@ -38,10 +38,7 @@ def other() -> OtherEnv:
     try:
         env = other_env()
     except EnvironmentUnavailable as exc:
-        message = f"the second environment with the other pandas could not be made: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"the second environment with the other pandas could not be made: {exc}")
     how = "found in the cache" if env.built_in_s is None else f"built in {env.built_in_s:.1f} s"
     log.warning("second environment (pandas %s) %s: %s", env.pandas_version, how, env.python)
     assert int(env.pandas_version.split(".")[0]) != suite_pandas_major()

@@ -28,6 +28,7 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
+from ci_support import unavailable
 from fault_support import (
     DOWN,
     ONE_ATTEMPT,
@@ -246,13 +247,6 @@ print(json.dumps(results))
 """
 
 
-def _cannot(reason: str) -> None:
-    """Where a fault cannot be set up: fail in CI (it must run there), skip elsewhere."""
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
@@ -266,7 +260,7 @@ def test_full_disk(tmp_path: Path) -> None:
     (``unshare``), so it disappears with the child even if the test is killed.
     """
     if shutil.which("unshare") is None:
-        _cannot("unshare(1) is missing: cannot mount a private tmpfs")
+        unavailable("unshare(1) is missing: cannot mount a private tmpfs")
     mount = tmp_path / "small-disk"
     mount.mkdir()
     unshare = ["unshare", "--mount", "--propagation", "private"]
@@ -287,7 +281,7 @@ def test_full_disk(tmp_path: Path) -> None:
         timeout=120,
     )
     if proc.returncode == 77 or proc.stderr.startswith("unshare:"):
-        _cannot(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        unavailable(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     assert not any(mount.iterdir()), "the tmpfs was visible outside its namespace"
