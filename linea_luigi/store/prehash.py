@@ -17,32 +17,16 @@ to be hashed first, so they are not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
 from ..storage import ValueStorage
-from ..values import libraries
 from ..values.digests import HashingWriter
 from ..values.npy import NpySerializer, is_array
 from ..values.serializers import choose
+from .value_io import Written
 
 #: smaller arrays are uploaded at once anyway: hashing them first would only add a query
 MIN_BYTES = 8 << 20
-
-
-@dataclass(frozen=True)
-class Known:
-    """A value's columns (all but ``location``), as ``value_io.write`` would record them."""
-
-    serializer: str
-    size_bytes: int
-    digest: str
-    value_type: str
-    libraries: dict[str, str]
-
-    def columns(self) -> dict[str, Any]:
-        """The row's columns for this value (a flat copy)."""
-        return dict(self.__dict__)
 
 
 class _Discard:
@@ -52,8 +36,9 @@ class _Discard:
         return memoryview(data).nbytes
 
 
-def digest_first(values: ValueStorage, value: Any, wanted: str, checksum: str) -> Known | None:
-    """``value``'s columns without writing it, where that pays (see the module); else None."""
+def digest_first(values: ValueStorage, value: Any, wanted: str, checksum: str) -> Written | None:
+    """``value``'s columns without writing it (``location`` empty), where that pays (see the
+    module); else None."""
     if values.root_uri.startswith("file://") or not is_array(value) or value.nbytes < MIN_BYTES:
         return None
     choice = choose(value, wanted)
@@ -65,9 +50,4 @@ def digest_first(values: ValueStorage, value: Any, wanted: str, checksum: str) -
         packages = serializer.dump(value, cast(BinaryIO, writer))
     finally:
         digest = writer.finish()
-    own = libraries.top_package(type(value).__module__)
-    if own is not None:  # as value_io.write does
-        packages.add(own)
-    return Known(
-        serializer.name, writer.size, digest, choice.value_type, libraries.versions(packages)
-    )
+    return Written.of("", value, choice, writer, digest, packages)

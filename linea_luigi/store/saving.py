@@ -66,7 +66,7 @@ def save(
     share = settings.dedup
     known = prehash.digest_first(values, value, wanted, settings.checksum) if share else None
     if known is not None:  # an identical value may be stored: then nothing is uploaded
-        row = new_row(name, {**known.columns(), "location": ""}, task)
+        row = new_row(name, known.columns(), task)
         if _publish(records, engine, row, parents, None, share):
             return _saved(records, row)
     written = value_io.write(values, value, name, settings.checksum, wanted, cache)

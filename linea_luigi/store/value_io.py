@@ -31,7 +31,7 @@ from ..storage.cache import ValueCache
 from ..values import libraries, parquet, progress
 from ..values import preview as value_preview
 from ..values.digests import HashingWriter, algorithm_of, read_hashed
-from ..values.serializers import CLOUDPICKLE, choose, get_serializer
+from ..values.serializers import CLOUDPICKLE, Choice, choose, get_serializer
 from .messages import bad_page, columns_need_parquet, corrupt
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,28 @@ class Written:
     def columns(self) -> dict[str, Any]:
         """The row's columns for this value (a flat copy: ``asdict`` would copy deeply)."""
         return dict(self.__dict__)
+
+    @classmethod
+    def of(
+        cls,
+        location: str,
+        value: Any,
+        choice: Choice,
+        writer: HashingWriter,
+        digest: str,
+        packages: set[str],
+    ) -> Written:
+        """The columns of ``value`` as ``choice`` wrote it through ``writer``.
+
+        ``packages``: those the serializer noted; the value's own package is added.
+        """
+        own = libraries.top_package(type(value).__module__)
+        if own is not None:
+            packages.add(own)
+        versions = libraries.versions(packages)
+        return cls(
+            location, choice.serializer.name, writer.size, digest, choice.value_type, versions
+        )
 
 
 def write(
@@ -88,17 +110,7 @@ def write(
         raise
     if filling is not None:
         filling.publish(digest)
-    own = libraries.top_package(type(value).__module__)
-    if own is not None:
-        packages.add(own)
-    return Written(
-        location,
-        chosen.name,
-        writer.size,
-        digest,
-        choice.value_type,
-        libraries.versions(packages),
-    )
+    return Written.of(location, value, choice, writer, digest, packages)
 
 
 def discard(values: ValueStorage, location: str) -> None:
